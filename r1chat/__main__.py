@@ -1,0 +1,3 @@
+from r1chat.cli import run
+
+run()

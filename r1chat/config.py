@@ -1,0 +1,145 @@
+"""Settings, built once: defaults < TOML config file < environment (R1CHAT_*) < command-line flags.
+
+Paths come from platformdirs, or all live under $R1CHAT_HOME when it is set.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from r1chat.errors import R1ChatError
+
+APP = "r1chat"
+
+
+@dataclass(frozen=True)
+class Paths:
+    data_dir: Path
+    config_dir: Path
+    cache_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def history_db(self) -> Path:
+        return self.data_dir / "history.sqlite3"
+
+
+def paths() -> Paths:
+    home = os.environ.get("R1CHAT_HOME")
+    if home:
+        root = Path(home).expanduser()
+        return Paths(root, root, root / "cache")
+    import platformdirs
+
+    return Paths(
+        Path(platformdirs.user_data_dir(APP)),
+        Path(platformdirs.user_config_dir(APP)),
+        Path(platformdirs.user_cache_dir(APP)),
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str | None = None  # a GGUF path, a catalogue alias or REPO:FILE; None: the default
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 40
+    max_tokens: int = 4096
+    ctx: int | None = None
+    gpu_layers: int | None = None
+    flash_attn: bool | None = None
+    kv_type: str = "f16"
+    threads: int | None = None
+    seed: int | None = None
+    # Thinking pane in the TUI: "auto" (open while thinking, folded after), "open", "folded".
+    thinking: str = "auto"
+    theme: str = "textual-dark"
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def with_flags(self, **flags: Any) -> Settings:
+        given = {k: v for k, v in flags.items() if v is not None}
+        src = dict(self.sources)
+        src.update({k: "flag" for k in given})
+        return replace(self, **given, sources=src)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "temperature": (float, int), "top_p": (float, int), "top_k": (int,),
+    "max_tokens": (int,), "ctx": (int,), "gpu_layers": (int,), "flash_attn": (bool,),
+    "kv_type": (str,), "threads": (int,), "seed": (int,), "thinking": (str,), "theme": (str,),
+}
+_CHOICES = {"thinking": ("auto", "open", "folded"), "kv_type": ("f16", "q8_0", "q4_0")}
+
+
+def _check(key: str, value: Any, where: str) -> Any:
+    kinds = _TYPES.get(key)
+    if kinds is None:
+        raise R1ChatError(f"{where}: unknown setting {key!r}", 2)
+    if isinstance(value, bool) and bool not in kinds:
+        raise R1ChatError(f"{where}: {key} must be {kinds[0].__name__}, not a boolean", 2)
+    if not isinstance(value, kinds):
+        raise R1ChatError(f"{where}: {key} must be {kinds[0].__name__}", 2)
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise R1ChatError(f"{where}: {key} must be one of {', '.join(_CHOICES[key])}", 2)
+    return float(value) if kinds[0] is float else value
+
+
+def _line_of(text: str, key: str) -> int:
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip().startswith(key) and "=" in line:
+            return n
+    return 0
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise R1ChatError(f"invalid config file {path}: {e}", 2) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise R1ChatError(f"cannot read config file {path}: {e}", 2) from None
+    out = {}
+    for key, value in data.items():
+        line = _line_of(text, key)
+        out[key] = _check(key, value, f"{path}:{line}" if line else str(path))
+    return out
+
+
+def _from_env(key: str, raw: str) -> Any:
+    kinds = _TYPES[key]
+    name = f"R1CHAT_{key.upper()}"
+    try:
+        if kinds[0] is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return _check(key, kinds[0](raw), name)
+    except ValueError:
+        raise R1ChatError(f"{name}={raw!r} is not a valid {kinds[0].__name__}", 2) from None
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Defaults, then the config file, then R1CHAT_* environment variables."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, value in load_file(config_file or paths().config_file).items():
+        values[key], sources[key] = value, "file"
+    for f in fields(Settings):
+        if f.name == "sources":
+            continue
+        raw = os.environ.get(f"R1CHAT_{f.name.upper()}")
+        if raw:
+            values[f.name], sources[f.name] = _from_env(f.name, raw), "env"
+    return Settings(**values, sources=sources)

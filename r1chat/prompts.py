@@ -1,0 +1,130 @@
+"""Build what goes to the model: presets, earlier turns without their thinking, the chat template.
+
+Pure functions of text: the engine tokenizes what `render_prompt` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from r1chat.errors import R1ChatError
+from r1chat.reasoning import split_reasoning
+
+Role = Literal["user", "assistant", "system"]
+
+THINK_PREFIX = "<think>\n"
+
+# The model card's recommended wording; instructions go in the user turn (no system prompt).
+PRESETS: dict[str, str] = {
+    "math": (
+        "{question}\n\nPlease reason step by step, and put your final answer within"
+        " \\boxed{{}}."
+    ),
+    "code": (
+        "{question}\n\nThink through the problem first, then give complete, working code in a"
+        " fenced code block, followed by a short explanation."
+    ),
+    "logic": (
+        "{question}\n\nReason carefully step by step, checking each assumption, and state your"
+        " final conclusion clearly at the end."
+    ),
+}
+
+# Used only when a GGUF carries no chat template (ChatML, the most common convention).
+FALLBACK_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+def apply_preset(question: str, preset: str | None) -> str:
+    if not preset:
+        return question
+    try:
+        template = PRESETS[preset]
+    except KeyError:
+        names = ", ".join(PRESETS)
+        raise R1ChatError(f"unknown preset {preset!r} (choose from {names})", 2) from None
+    return template.format(question=question)
+
+
+def with_context(question: str, context: str | None) -> str:
+    """Attach piped input (a diff, a log) to the question, fenced so the model sees its extent."""
+    if not context or not context.strip():
+        return question
+    body = context.rstrip("\n")
+    fence = "```"
+    while fence in body:
+        fence += "`"
+    return f"{question}\n\n{fence}\n{body}\n{fence}"
+
+
+def answer_only(reply: str) -> str:
+    """An assistant reply as it goes back to the model: without its thinking.
+
+    A reply stopped mid-thinking has no answer at all, so nothing of it is resent.
+    """
+    if "<think>" not in reply and "</think>" not in reply:
+        return reply
+    _, answer = split_reasoning(reply, in_think=False)
+    return answer if "</think>" in reply else ""
+
+
+def history_messages(turns: list[tuple[str, str]]) -> list[ChatMessage]:
+    """(question, answer) pairs of earlier turns, as messages the model should see."""
+    out: list[ChatMessage] = []
+    for question, answer in turns:
+        out.append(ChatMessage("user", question))
+        out.append(ChatMessage("assistant", answer_only(answer)))
+    return out
+
+
+def template_wants_think(template: str | None) -> bool:
+    """Reasoning templates (R1 and its distills) strip `</think>` from earlier turns."""
+    return bool(template) and "</think>" in template  # type: ignore[operator]
+
+
+def render_prompt(
+    messages: list[ChatMessage],
+    template: str | None,
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    force_think: bool | None = None,
+) -> str:
+    """The prompt text for `messages` from the GGUF's own chat template, rendered sandboxed.
+
+    For reasoning models the prompt ends with `<think>\\n` so the reply always starts thinking.
+    """
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    try:
+        text = env.from_string(template or FALLBACK_TEMPLATE).render(
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+            add_generation_prompt=True,
+            bos_token=bos_token,
+            eos_token=eos_token,
+        )
+    except TemplateError as e:
+        raise R1ChatError(f"the model's chat template failed: {e}") from None
+    if force_think is None:
+        force_think = template_wants_think(template)
+    if force_think and not text.endswith(THINK_PREFIX):
+        text = text[: -len("<think>")] if text.endswith("<think>") else text
+        text += THINK_PREFIX
+    return text

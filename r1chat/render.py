@@ -1,0 +1,199 @@
+"""Terminal output for `r1chat ask`: live Rich rendering, plain text for pipes, and JSON.
+
+Model text is untrusted: it is sanitised, and only ever reaches Rich as `Text`/`Markdown` objects
+(never markup strings).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO, Any, Protocol
+
+from r1chat.sanitize import sanitize
+from r1chat.session import TurnResult
+
+
+class Renderer(Protocol):
+    def think(self, text: str) -> None: ...
+    def answer(self, text: str) -> None: ...
+    def finish(self, result: TurnResult) -> None: ...
+
+
+def stats_line(result: TurnResult) -> str:
+    s = result.stats
+    parts = [
+        f"prompt {s.prompt_tokens} tok ({s.cached_tokens} cached)",
+        f"thinking {s.thinking_tokens} tok",
+        f"answer {s.answer_tokens} tok",
+        f"ttft {s.ttft_s:.2f} s",
+        f"{s.decode_tok_s:.1f} tok/s",
+        f"seed {s.seed}",
+        s.finish_reason,
+    ]
+    return " · ".join(parts)
+
+
+class PlainRenderer:
+    """Pipes get the answer text only, streamed as it arrives."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self._last = ""
+
+    def think(self, text: str) -> None:
+        pass
+
+    def answer(self, text: str) -> None:
+        text = sanitize(text)
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self._last = text
+
+    def finish(self, result: TurnResult) -> None:
+        if self._last and not self._last.endswith("\n"):
+            self.out.write("\n")
+        self.out.flush()
+
+
+class JsonRenderer:
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def think(self, text: str) -> None:
+        pass
+
+    def answer(self, text: str) -> None:
+        pass
+
+    def finish(self, result: TurnResult) -> None:
+        # json.dumps escapes control characters, so nothing raw reaches the terminal.
+        self.out.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        self.out.flush()
+
+
+def split_blocks(text: str, start: int) -> tuple[list[str], int]:
+    """Markdown blocks of `text[start:]` that are complete (ended by a blank line outside a code
+    fence), and the index where the unfinished rest begins."""
+    blocks: list[str] = []
+    in_fence = False
+    block_start = start
+    pos = start
+    has_content = False
+    while True:
+        nl = text.find("\n", pos)
+        if nl < 0:
+            break
+        line = text[pos:nl]
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            in_fence = not in_fence
+        if not stripped and not in_fence:
+            if has_content:
+                blocks.append(text[block_start:nl])
+            block_start = nl + 1
+            has_content = False
+        elif stripped:
+            has_content = True
+        pos = nl + 1
+    return blocks, block_start
+
+
+class TerminalRenderer:
+    """Thinking streams dimmed; the answer renders as Markdown, finished blocks printed once and
+    only the block in progress kept live (a tall Live duplicates lines, rich#3263)."""
+
+    REFRESH_S = 1 / 8
+
+    def __init__(self, show_think: bool = True, console: Any = None) -> None:
+        from rich.console import Console
+
+        self.console = console or Console(highlight=False)
+        self.show_think = show_think
+        self._color = self.console.color_system is not None and not self.console.no_color
+        self._thinking = False
+        self._think_tail = ""
+        self._answer = ""
+        self._printed = 0
+        self._live: Any = None
+        self._status: Any = None
+        self._last_update = 0.0
+
+    def think(self, text: str) -> None:
+        text = sanitize(text)
+        if not text:
+            return
+        if not self.show_think:
+            if self._status is None:
+                self._status = self.console.status("Thinking…", spinner="dots")
+                self._status.start()
+            return
+        out = self.console.file
+        if not self._thinking:
+            self._thinking = True
+            if self._color:
+                out.write("\x1b[2;3m")
+        out.write(text)
+        out.flush()
+        self._think_tail = (self._think_tail + text)[-2:]
+
+    def _end_thinking(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        if self._thinking:
+            out = self.console.file
+            if self._color:
+                out.write("\x1b[0m")
+            out.write("\n" if self._think_tail.endswith("\n") else "\n\n")
+            out.flush()
+            self._thinking = False
+
+    def _markdown(self, text: str) -> Any:
+        from rich.markdown import Markdown
+
+        return Markdown(text, code_theme="monokai")
+
+    def answer(self, text: str) -> None:
+        text = sanitize(text)
+        if not text:
+            return
+        if self._live is None:
+            from rich.live import Live
+
+            self._end_thinking()
+            self._live = Live(console=self.console, auto_refresh=False, transient=True)
+            self._live.start()
+        self._answer += text
+        blocks, rest = split_blocks(self._answer, self._printed)
+        if blocks:
+            self._printed = rest
+            for block in blocks:
+                self._live.console.print(self._markdown(block))
+        now = time.monotonic()
+        if blocks or now - self._last_update >= self.REFRESH_S:
+            self._last_update = now
+            self._live.update(self._markdown(self._answer[self._printed :]), refresh=True)
+
+    def finish(self, result: TurnResult) -> None:
+        self._end_thinking()
+        if self._live is not None:
+            self._live.update("", refresh=True)
+            self._live.stop()
+            tail = self._answer[self._printed :]
+            if tail.strip():
+                self.console.print(self._markdown(tail))
+        if result.finish_reason == "length":
+            self.console.print("[reply cut at the token limit: raise --max-tokens]",
+                               style="yellow", markup=False)
+
+
+def make_renderer(*, json_out: bool, show_think: bool, out: IO[str] | None = None) -> Renderer:
+    stream = out or sys.stdout
+    if json_out:
+        return JsonRenderer(stream)
+    if stream.isatty():
+        return TerminalRenderer(show_think=show_think)
+    return PlainRenderer(stream)

@@ -1,0 +1,28 @@
+"""Make untrusted model text safe for a terminal: no escape sequences, no control characters."""
+
+from __future__ import annotations
+
+import re
+
+# OSC/DCS/APC/PM/SOS strings run to BEL or ST; an unterminated one is dropped to the end of the
+# text. CSI runs to its final byte. Any other ESC-prefixed pair, C1 controls (8-bit CSI/OSC among
+# them) and C0 controls other than tab and newline go too.
+_ESCAPES = re.compile(
+    r"""
+    \x1b[\]P_^X][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?   # OSC, DCS, APC, PM, SOS (7-bit)
+  | [\x90\x98\x9d\x9e\x9f][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?   # the same, 8-bit
+  | \x1b\[[0-?]*[ -/]*[@-~]?                           # CSI (7-bit)
+  | \x9b[0-?]*[ -/]*[@-~]?                             # CSI (8-bit)
+  | \x1b[ -/]*[0-~]?                                   # other escapes (ESC c, ESC ( B, ...)
+  | [\x00-\x08\x0b-\x1f\x7f-\x9f]                      # remaining C0/C1 controls, DEL
+    """,
+    re.VERBOSE,
+)
+
+
+def sanitize(text: str) -> str:
+    """`text` without terminal control sequences; newlines and tabs stay, CR-LF becomes LF."""
+    if not text:
+        return text
+    text = text.replace("\r\n", "\n")
+    return _ESCAPES.sub("", text)
