@@ -11,7 +11,7 @@ import sys
 import time
 from typing import IO, Any, Protocol
 
-from r1chat.sanitize import sanitize
+from r1chat.sanitize import StreamSanitizer
 from r1chat.session import TurnResult
 
 
@@ -41,18 +41,20 @@ class PlainRenderer:
     def __init__(self, out: IO[str]) -> None:
         self.out = out
         self._last = ""
+        self._clean = StreamSanitizer()
 
     def think(self, text: str) -> None:
         pass
 
     def answer(self, text: str) -> None:
-        text = sanitize(text)
+        text = self._clean.feed(text)
         if text:
             self.out.write(text)
             self.out.flush()
             self._last = text
 
     def finish(self, result: TurnResult) -> None:
+        self.answer(self._clean.close())
         if self._last and not self._last.endswith("\n"):
             self.out.write("\n")
         self.out.flush()
@@ -92,7 +94,7 @@ def split_blocks(text: str, start: int) -> tuple[list[str], int]:
             in_fence = not in_fence
         if not stripped and not in_fence:
             if has_content:
-                blocks.append(text[block_start:nl])
+                blocks.append(text[block_start:nl].rstrip("\n"))
             block_start = nl + 1
             has_content = False
         elif stripped:
@@ -120,9 +122,11 @@ class TerminalRenderer:
         self._live: Any = None
         self._status: Any = None
         self._last_update = 0.0
+        self._clean_think = StreamSanitizer()
+        self._clean_answer = StreamSanitizer()
 
     def think(self, text: str) -> None:
-        text = sanitize(text)
+        text = self._clean_think.feed(text)
         if not text:
             return
         if not self.show_think:
@@ -157,7 +161,7 @@ class TerminalRenderer:
         return Markdown(text, code_theme="monokai")
 
     def answer(self, text: str) -> None:
-        text = sanitize(text)
+        text = self._clean_answer.feed(text)
         if not text:
             return
         if self._live is None:
@@ -178,6 +182,8 @@ class TerminalRenderer:
             self._live.update(self._markdown(self._answer[self._printed :]), refresh=True)
 
     def finish(self, result: TurnResult) -> None:
+        self.think(self._clean_think.close())
+        self.answer(self._clean_answer.close())
         self._end_thinking()
         if self._live is not None:
             self._live.update("", refresh=True)

