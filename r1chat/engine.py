@@ -408,21 +408,31 @@ class LlamaEngine:
         self._kv_tokens = self._kv_tokens[:keep]
         stats.cached_tokens = keep
         todo = prompt[keep:]
-        for i in range(0, len(todo), self._n_batch):
-            if cancel is not None and cancel.is_set():
-                stats.finish_reason = "cancelled"
-                stats.total_s = time.perf_counter() - t0
-                yield Done(stats)
-                return
-            chunk = todo[i : i + self._n_batch]
-            rc = self._decode(chunk)
-            if rc != 0:
-                self._kv_tokens = []
-                ll.llama_memory_clear(self._mem, True)
-                raise R1ChatError(
-                    f"llama.cpp could not evaluate the prompt (llama_decode returned {rc})")
-            self._kv_tokens.extend(chunk)
-            stats.evaluated_tokens += len(chunk)
+        # A long prompt takes seconds per batch on a CPU: let a stop request abort mid-batch.
+        abort = None
+        if cancel is not None:
+            abort = ll.ggml_abort_callback(lambda _data: cancel.is_set())
+            ll.llama_set_abort_callback(self._ctx, abort, None)
+        try:
+            for i in range(0, len(todo), self._n_batch):
+                chunk = todo[i : i + self._n_batch]
+                rc = 2 if cancel is not None and cancel.is_set() else self._decode(chunk)
+                if rc == 2:  # aborted: drop whatever part of the batch reached the cache
+                    ll.llama_memory_seq_rm(self._mem, 0, len(self._kv_tokens), -1)
+                    stats.finish_reason = "cancelled"
+                    stats.total_s = time.perf_counter() - t0
+                    yield Done(stats)
+                    return
+                if rc != 0:
+                    self._kv_tokens = []
+                    ll.llama_memory_clear(self._mem, True)
+                    raise R1ChatError(
+                        f"llama.cpp could not evaluate the prompt (llama_decode returned {rc})")
+                self._kv_tokens.extend(chunk)
+                stats.evaluated_tokens += len(chunk)
+        finally:
+            if abort is not None:
+                ll.llama_set_abort_callback(self._ctx, ll.ggml_abort_callback(), None)
         self.evaluated_total += stats.evaluated_tokens
         t_prefill = time.perf_counter()
         if stats.evaluated_tokens:

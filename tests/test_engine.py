@@ -149,3 +149,21 @@ def test_smollm2_a_model_without_thinking(smollm2_model: Path) -> None:
         assert result.stats.thinking_tokens == 0
     finally:
         eng.close()
+
+
+def test_stop_during_a_long_prefill_aborts_it_and_the_engine_still_works(
+    noise_model: Path,
+) -> None:
+    eng = LlamaEngine(noise_model, LoadOptions(n_ctx=8192, n_batch=8192))
+    try:
+        cancel = threading.Event()
+        threading.Timer(0.05, cancel.set).start()
+        events = list(eng.stream([ChatMessage("user", "word " * 7000)], SamplingParams(), cancel))
+        assert len(events) == 1 and isinstance(events[0], Done)
+        assert events[0].stats.finish_reason == "cancelled"
+        assert events[0].stats.evaluated_tokens == 0  # the one 7,000-token batch was aborted
+        _, result = turn(eng, "hi", max_tokens=5)
+        assert result.stats.completion_tokens == 5
+        assert result.stats.cached_tokens == 0
+    finally:
+        eng.close()
