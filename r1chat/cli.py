@@ -67,6 +67,16 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     model: ModelOpt = None,
+    resume: Annotated[int | None, typer.Option("--resume", help="Open conversation ID "
+                      "(see `r1chat history list`)")] = None,
+    continue_: Annotated[bool, typer.Option("--continue", "-c", help="Open the latest "
+                         "conversation")] = False,
+    temperature: TempOpt = None,
+    top_p: TopPOpt = None,
+    max_tokens: MaxTokOpt = None,
+    ctx_size: CtxOpt = None,
+    gpu_layers: GpuOpt = None,
+    seed: SeedOpt = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit")] = False,
 ) -> None:
@@ -76,10 +86,14 @@ def main(
     with user_errors():
         from r1chat.config import load_settings
 
-        settings = load_settings().with_flags(model=model)
+        if resume is not None and continue_:
+            raise R1ChatError("use either --resume or --continue, not both", 2)
+        settings = load_settings().with_flags(
+            model=model, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+            ctx=ctx_size, gpu_layers=gpu_layers, seed=seed)
         from r1chat.tui.app import run_app
 
-        run_app(settings)
+        run_app(settings, resume=resume, continue_latest=continue_)
 
 
 def read_stdin() -> str | None:
@@ -110,23 +124,28 @@ def build_question(args: list[str] | None, piped: str | None, preset: str | None
 
 
 def load_engine(settings: Any, *, quiet: bool) -> Any:
-    """Resolve, validate and load the model, with a spinner on a terminal."""
-    from r1chat.engine import LlamaEngine, LoadOptions
+    """Resolve, validate and load the model, fitted to the GPU, with a spinner on a terminal."""
     from r1chat.gguf_header import read_header
+    from r1chat.hardware import load_fitted
     from r1chat.models import resolve
 
     ref, path = resolve(settings.model)
     header = read_header(path)
-    opts = LoadOptions(n_ctx=settings.ctx, n_gpu_layers=settings.gpu_layers,
-                       flash_attn=settings.flash_attn, n_threads=settings.threads,
-                       kv_type=settings.kv_type)
     name = ref.name if ref.path is None else None
     if quiet or not sys.stderr.isatty():
-        return LlamaEngine(path, opts, name=name, header=header)
-    from rich.console import Console
 
-    with Console(stderr=True).status(f"Loading {ref.name}…"):
-        return LlamaEngine(path, opts, name=name, header=header)
+        def note(line: str) -> None:
+            if not quiet:
+                sys.stderr.write(f"r1chat: {line}\n")
+
+        return load_fitted(path, header, settings, name=name, on_note=note)
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(stderr=True)
+    with console.status(Text(f"Loading {ref.name}…")):
+        return load_fitted(path, header, settings, name=name,
+                           on_note=lambda line: console.print(Text(f"r1chat: {line}")))
 
 
 @app.command()
@@ -147,6 +166,12 @@ def ask(
     ctx: CtxOpt = None,
     gpu_layers: GpuOpt = None,
     seed: SeedOpt = None,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Do not save this exchange in the "
+                       "history")] = False,
+    continue_: Annotated[bool, typer.Option("--continue", "-c", help="Continue the latest "
+                         "conversation")] = False,
+    conversation: Annotated[int | None, typer.Option("--conversation", help="Continue "
+                            "conversation ID (see `r1chat history list`)")] = None,
 ) -> None:
     """Ask one question and print the answer (`git diff | r1chat ask "review this"`)."""
     with user_errors():
@@ -156,14 +181,64 @@ def ask(
             model=model, temperature=temperature, top_p=top_p, max_tokens=max_tokens, ctx=ctx,
             gpu_layers=gpu_layers, seed=seed)
         text = build_question(question, read_stdin(), preset)
+        # The history is opened before the model loads, so a bad database fails fast.
+        chat = AskHistory.open(save=not no_save, latest=continue_, conv_id=conversation)
         engine = load_engine(settings, quiet=json_out)
         code = run_ask(engine, settings, text, json_out=json_out, show_think=not no_think,
-                       print_stats=stats)
+                       print_stats=stats, chat=chat)
     raise typer.Exit(code)
 
 
+class AskHistory:
+    """The conversation an `ask` continues and saves to (nothing when neither is asked for)."""
+
+    def __init__(self, store: Any, conv_id: int | None, save: bool) -> None:
+        self.store = store
+        self.conv_id = conv_id
+        self.save = save
+
+    @classmethod
+    def open(cls, *, save: bool, latest: bool, conv_id: int | None) -> AskHistory:
+        if latest and conv_id is not None:
+            raise R1ChatError("use either --continue or --conversation, not both", 2)
+        if not save and not latest and conv_id is None:
+            return cls(None, None, False)
+        from r1chat.history import HistoryStore
+
+        store = HistoryStore.open()
+        if latest:
+            conv_id = store.latest_conversation_id()
+            if conv_id is None:
+                raise R1ChatError("no conversation to continue: the history is empty", 2)
+        elif conv_id is not None:
+            store.get_conversation(conv_id)
+        return cls(store, conv_id, save)
+
+    def earlier(self) -> list[Any]:
+        from r1chat.prompts import history_messages
+
+        if self.store is None or self.conv_id is None:
+            return []
+        return history_messages(self.store.turns(self.conv_id))
+
+    def question_asked(self, question: str, model: str) -> None:
+        """Saved before generation starts, so a crash loses at most the reply."""
+        if not self.save:
+            return
+        from r1chat.history import title_from
+
+        if self.conv_id is None:
+            self.conv_id = self.store.new_conversation(title_from(question), model)
+        self.store.add_user_message(self.conv_id, question)
+
+    def reply(self, result: Any) -> None:
+        if self.save and self.conv_id is not None and result is not None:
+            self.store.add_assistant_message(self.conv_id, result.answer, result.thinking,
+                                             result.stats.to_dict(), result.finish_reason)
+
+
 def run_ask(engine: Any, settings: Any, question: str, *, json_out: bool, show_think: bool,
-            print_stats: bool) -> int:
+            print_stats: bool, chat: AskHistory | None = None) -> int:
     from r1chat.engine import SamplingParams
     from r1chat.render import make_renderer, stats_line
     from r1chat.session import Delta, TurnDone, run_turn
@@ -181,21 +256,30 @@ def run_ask(engine: Any, settings: Any, question: str, *, json_out: bool, show_t
         interrupted = True
         cancel.set()
 
+    chat = chat or AskHistory(None, None, False)
+    earlier = chat.earlier()
     previous = signal.signal(signal.SIGINT, on_sigint)
     renderer = make_renderer(json_out=json_out, show_think=show_think)
     result = None
+    chat.question_asked(question, engine.info.name)
     try:
-        for ev in run_turn(engine, [], question, params, cancel):
+        turn = run_turn(engine, earlier, question, params, cancel)
+        for ev in turn:
             if isinstance(ev, Delta):
                 (renderer.think if ev.kind == "think" else renderer.answer)(ev.text)
             elif isinstance(ev, TurnDone):
                 result = ev.result
+                chat.reply(result)
         assert result is not None
         renderer.finish(result)
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader went away (`| head -1`): stop quietly, without Python's complaint at exit.
+        # The reader went away (`| head -1`): stop quietly, without Python's complaint at exit,
+        # and still save what came (the turn ends at the next token as cancelled).
         cancel.set()
+        for ev in turn:
+            if isinstance(ev, TurnDone):
+                chat.reply(ev.result)
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
@@ -205,6 +289,24 @@ def run_ask(engine: Any, settings: Any, question: str, *, json_out: bool, show_t
     if print_stats:
         sys.stderr.write(stats_line(result) + "\n")
     return 130 if interrupted else 0
+
+
+def _register_commands() -> None:
+    # Each module imports only Typer at import time; the work is lazy inside the commands.
+    from r1chat.commands.bench import bench
+    from r1chat.commands.config_cmd import config_app
+    from r1chat.commands.doctor import doctor
+    from r1chat.commands.history import history_app
+    from r1chat.commands.models import models_app
+
+    app.add_typer(history_app, name="history")
+    app.add_typer(models_app, name="models")
+    app.add_typer(config_app, name="config")
+    app.command("doctor")(doctor)
+    app.command("bench")(bench)
+
+
+_register_commands()
 
 
 def run() -> None:

@@ -1,13 +1,24 @@
 """Settings, built once: defaults < TOML config file < environment (R1CHAT_*) < command-line flags.
 
 Paths come from platformdirs, or all live under $R1CHAT_HOME when it is set.
+
+The config file takes flat keys (`temperature = 0.6`) or the same keys grouped in tables, which
+read better in a longer file:
+
+    model = "r1-7b"
+    theme = "textual-dark"
+    [sampling]
+    temperature = 0.6
+    [gpu]
+    gpu_layers = 28
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +80,16 @@ class Settings:
         src.update({k: "flag" for k in given})
         return replace(self, **given, sources=src)
 
+    def values(self) -> dict[str, Any]:
+        """Every setting by name, without the bookkeeping."""
+        out = asdict(self)
+        out.pop("sources")
+        return out
+
+    def source(self, key: str) -> str:
+        """Where a value came from: "default", "file", "env" or "flag"."""
+        return self.sources.get(key, "default")
+
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "temperature": (float, int), "top_p": (float, int), "top_k": (int,),
@@ -76,29 +97,87 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "kv_type": (str,), "threads": (int,), "seed": (int,), "thinking": (str,), "theme": (str,),
 }
 _CHOICES = {"thinking": ("auto", "open", "folded"), "kv_type": ("f16", "q8_0", "q4_0")}
+# Inclusive bounds; None is open. Kept in step with the CLI's own option limits.
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "temperature": (0.0, 5.0), "top_p": (0.0, 1.0), "top_k": (0, None), "max_tokens": (1, None),
+    "ctx": (64, None), "gpu_layers": (0, None), "threads": (1, None), "seed": (0, None),
+}
+# Optional tables in the file, and the keys each may hold.
+TABLES: dict[str, tuple[str, ...]] = {
+    "sampling": ("temperature", "top_p", "top_k", "max_tokens", "seed"),
+    "context": ("ctx",),
+    "gpu": ("gpu_layers", "flash_attn", "kv_type", "threads"),
+    "tui": ("thinking", "theme"),
+}
 
 
 def _check(key: str, value: Any, where: str) -> Any:
     kinds = _TYPES.get(key)
     if kinds is None:
-        raise R1ChatError(f"{where}: unknown setting {key!r}", 2)
+        known = ", ".join(_TYPES)
+        raise R1ChatError(f"{where}: unknown setting {key!r} (known: {known})", 2)
     if isinstance(value, bool) and bool not in kinds:
         raise R1ChatError(f"{where}: {key} must be {kinds[0].__name__}, not a boolean", 2)
     if not isinstance(value, kinds):
         raise R1ChatError(f"{where}: {key} must be {kinds[0].__name__}", 2)
+    checked: Any = value  # isinstance against a tuple of types narrows to object
     if key in _CHOICES and value not in _CHOICES[key]:
         raise R1ChatError(f"{where}: {key} must be one of {', '.join(_CHOICES[key])}", 2)
-    return float(value) if kinds[0] is float else value
+    lo, hi = _RANGES.get(key, (None, None))
+    if (lo is not None and checked < lo) or (hi is not None and checked > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise R1ChatError(f"{where}: {key} must be {bound}, not {value}", 2)
+    return float(checked) if kinds[0] is float else checked
 
 
-def _line_of(text: str, key: str) -> int:
+_TABLE_RE = re.compile(r"^\s*\[\s*([A-Za-z0-9_-]+)\s*\]")
+
+
+def _line_of(text: str, key: str, table: str | None = None) -> int:
+    """The line that sets `key` (inside `[table]` when given), 0 when it cannot be told."""
+    current: str | None = None
+    key_re = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
     for n, line in enumerate(text.splitlines(), 1):
-        if line.strip().startswith(key) and "=" in line:
+        m = _TABLE_RE.match(line)
+        if m:
+            current = m.group(1)
+            if table is None and current == key:
+                return n
+            continue
+        if current == table and key_re.match(line):
             return n
     return 0
 
 
+def _flatten(data: dict[str, Any], text: str, path: Path) -> dict[str, Any]:
+    def where(key: str, table: str | None = None) -> str:
+        line = _line_of(text, key, table)
+        return f"{path}:{line}" if line else str(path)
+
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            allowed = TABLES.get(key)
+            if allowed is None:
+                tables = ", ".join(f"[{t}]" for t in TABLES)
+                raise R1ChatError(f"{where(key)}: unknown table [{key}] (known: {tables})", 2)
+            for sub, subvalue in value.items():
+                if sub not in allowed:
+                    raise R1ChatError(
+                        f"{where(sub, key)}: {sub!r} does not belong in [{key}]"
+                        f" (it takes {', '.join(allowed)})", 2)
+                if sub in out:
+                    raise R1ChatError(f"{where(sub, key)}: {sub} is set twice", 2)
+                out[sub] = _check(sub, subvalue, where(sub, key))
+        else:
+            if key in out:
+                raise R1ChatError(f"{where(key)}: {key} is set twice", 2)
+            out[key] = _check(key, value, where(key))
+    return out
+
+
 def load_file(path: Path) -> dict[str, Any]:
+    """The settings in a TOML config file, checked; {} when there is no file."""
     if not path.exists():
         return {}
     try:
@@ -108,11 +187,7 @@ def load_file(path: Path) -> dict[str, Any]:
         raise R1ChatError(f"invalid config file {path}: {e}", 2) from None
     except (OSError, UnicodeDecodeError) as e:
         raise R1ChatError(f"cannot read config file {path}: {e}", 2) from None
-    out = {}
-    for key, value in data.items():
-        line = _line_of(text, key)
-        out[key] = _check(key, value, f"{path}:{line}" if line else str(path))
-    return out
+    return _flatten(data, text, path)
 
 
 def _from_env(key: str, raw: str) -> Any:

@@ -1,12 +1,22 @@
-"""Which GGUF file to run: local paths, catalogue aliases and Hugging Face `REPO:FILE`."""
+"""Which GGUF file to run: local paths, catalogue aliases and Hugging Face `REPO:FILE`.
+
+Downloads go through huggingface-hub (progress bar, resumable, offline-aware) into its cache
+layout, so a model fetched by another Hugging Face tool is found here too. Every file is checked
+to be a complete GGUF of the expected architecture before r1chat accepts it.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from r1chat.errors import R1ChatError
+
+if TYPE_CHECKING:
+    from r1chat.gguf_header import GGUFHeader
 
 
 @dataclass(frozen=True)
@@ -17,29 +27,46 @@ class CatalogEntry:
     revision: str = "main"
     size_gb: float = 0.0
     arch: str = "qwen2"
+    title: str = ""
 
     @property
     def ref(self) -> str:
         return f"{self.repo}:{self.filename}"
 
+    @property
+    def pinned(self) -> bool:
+        return len(self.revision) == 40 and all(c in "0123456789abcdef" for c in self.revision)
 
-# The DeepSeek-R1 distills in 4-bit GGUF from a maintained quantizer (bartowski).
+
+# The DeepSeek-R1 distills in 4-bit GGUF (Q4_K_M). Revisions are commits at which the hub's own
+# file listing shows the Q4_K_M file, so a later re-upload cannot change what an alias means.
+# No such commit was found for the 14B: it follows `main` of bartowski's repository.
 CATALOG: dict[str, CatalogEntry] = {
     e.alias: e
     for e in (
-        CatalogEntry("r1-1.5b", "bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF",
-                     "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf", size_gb=1.12),
-        CatalogEntry("r1-7b", "bartowski/DeepSeek-R1-Distill-Qwen-7B-GGUF",
-                     "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf", size_gb=4.68),
-        CatalogEntry("r1-8b", "bartowski/DeepSeek-R1-Distill-Llama-8B-GGUF",
-                     "DeepSeek-R1-Distill-Llama-8B-Q4_K_M.gguf", size_gb=4.92, arch="llama"),
+        CatalogEntry("r1-1.5b", "unsloth/DeepSeek-R1-Distill-Qwen-1.5B-GGUF",
+                     "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf",
+                     "53d3061d21f4ec2b94f42165101ee7341bad023e", 1.12, "qwen2",
+                     "DeepSeek-R1-Distill-Qwen-1.5B"),
+        CatalogEntry("r1-7b", "unsloth/DeepSeek-R1-Distill-Qwen-7B-GGUF",
+                     "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf",
+                     "a0e93ce6804eb82fedfd4eed8991948654eec8eb", 4.68, "qwen2",
+                     "DeepSeek-R1-Distill-Qwen-7B"),
+        CatalogEntry("r1-8b", "unsloth/DeepSeek-R1-Distill-Llama-8B-GGUF",
+                     "DeepSeek-R1-Distill-Llama-8B-Q4_K_M.gguf",
+                     "671a7fddf5a9008669395af38bf232c3b7be2503", 4.92, "llama",
+                     "DeepSeek-R1-Distill-Llama-8B"),
         CatalogEntry("r1-14b", "bartowski/DeepSeek-R1-Distill-Qwen-14B-GGUF",
-                     "DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf", size_gb=8.99),
-        CatalogEntry("r1-32b", "bartowski/DeepSeek-R1-Distill-Qwen-32B-GGUF",
-                     "DeepSeek-R1-Distill-Qwen-32B-Q4_K_M.gguf", size_gb=19.85),
+                     "DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf", "main", 8.99, "qwen2",
+                     "DeepSeek-R1-Distill-Qwen-14B"),
+        CatalogEntry("r1-32b", "unsloth/DeepSeek-R1-Distill-Qwen-32B-GGUF",
+                     "DeepSeek-R1-Distill-Qwen-32B-Q4_K_M.gguf",
+                     "dd447a74e0d7edc7bb10d1a1d973bd883bf0ea42", 19.85, "qwen2",
+                     "DeepSeek-R1-Distill-Qwen-32B"),
     )
 }
 DEFAULT_ALIAS = "r1-7b"
+LOCAL_HINT = "pass a local GGUF file with --model PATH"
 
 
 @dataclass(frozen=True)
@@ -51,6 +78,14 @@ class ModelRef:
     repo: str | None = None
     filename: str | None = None
     revision: str = "main"
+    arch: str | None = None  # the architecture the file must declare; None: any
+
+    @property
+    def where(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        rev = "" if self.revision == "main" else f"@{self.revision[:12]}"
+        return f"{self.repo}{rev}:{self.filename}"
 
 
 def parse_ref(ref: str | None) -> ModelRef:
@@ -59,7 +94,8 @@ def parse_ref(ref: str | None) -> ModelRef:
         raise R1ChatError("empty --model", 2)
     if ref in CATALOG:
         e = CATALOG[ref]
-        return ModelRef(e.alias, repo=e.repo, filename=e.filename, revision=e.revision)
+        return ModelRef(e.alias, repo=e.repo, filename=e.filename, revision=e.revision,
+                        arch=e.arch)
     path = Path(ref).expanduser()
     looks_local = (ref.endswith(".gguf") and ":" not in ref) or ref.startswith((".", "/", "~"))
     if path.exists() or looks_local:
@@ -78,6 +114,42 @@ def parse_ref(ref: str | None) -> ModelRef:
         f"unknown model {ref!r}: pass a GGUF file path, REPO:FILE.gguf, or one of {aliases}", 2)
 
 
+def model_cache_dir() -> Path:
+    """Where hub models live: under $R1CHAT_HOME when set, else Hugging Face's shared cache."""
+    if os.environ.get("R1CHAT_HOME"):
+        from r1chat.config import paths
+
+        return paths().cache_dir / "hub"
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return Path("~/.cache/huggingface/hub").expanduser()
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_offline() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def validate_gguf(path: Path, arch: str | None = None) -> GGUFHeader:
+    """The file's header, if it is a complete GGUF declaring `arch` (any when None)."""
+    from r1chat.gguf_header import read_header
+
+    header = read_header(path)
+    found = header.architecture
+    if not found:
+        raise R1ChatError(f"{path} is a GGUF without general.architecture: not a model file")
+    if arch is not None and found != arch:
+        raise R1ChatError(f"{path} is a {found} model, expected {arch}")
+    return header
+
+
 def resolve(ref: str | None, *, download: bool = True) -> tuple[ModelRef, Path]:
     """The local GGUF file for `ref`, fetching it from Hugging Face on first use."""
     m = parse_ref(ref)
@@ -86,38 +158,227 @@ def resolve(ref: str | None, *, download: bool = True) -> tuple[ModelRef, Path]:
             raise R1ChatError(f"model file not found: {m.path}")
         return m, m.path
     assert m.repo and m.filename
-    return m, _hub_file(m, download=download)
+    cached = cached_path(m)
+    if cached is not None:
+        return m, cached
+    if not download:
+        raise R1ChatError(f"model {m.name} ({m.where}) is not downloaded: run `r1chat models pull"
+                          f" {_pull_arg(m)}` or {LOCAL_HINT}")
+    return m, _download(m)
 
 
-def _hub_file(m: ModelRef, *, download: bool) -> Path:
+def cached_path(m: ModelRef) -> Path | None:
+    """The cached file for a hub reference, without touching the network."""
     assert m.repo and m.filename
-    hint = "pass a local GGUF file with --model PATH"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(m.repo, m.filename, cache_dir=model_cache_dir(),
+                                   revision=m.revision)
+    return Path(found) if isinstance(found, str) and Path(found).exists() else None
+
+
+def _pull_arg(m: ModelRef) -> str:
+    return m.name if m.name in CATALOG else f"{m.repo}:{m.filename}"
+
+
+def _download(m: ModelRef) -> Path:
+    """Fetch a hub file into the cache and check it, removing it again if it is not usable."""
+    assert m.repo and m.filename
+    if hub_offline():
+        raise R1ChatError(f"model {m.name} ({m.where}) is not downloaded and the hub is offline"
+                          f" (HF_HUB_OFFLINE); {LOCAL_HINT}")
     try:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import (
             EntryNotFoundError,
+            GatedRepoError,
             LocalEntryNotFoundError,
             RepositoryNotFoundError,
+            RevisionNotFoundError,
         )
     except ImportError:
-        raise R1ChatError(f"huggingface-hub is not installed; {hint}") from None
+        raise R1ChatError(f"huggingface-hub is not installed; {LOCAL_HINT}") from None
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise R1ChatError(f"cannot reach the Hugging Face hub to download {m.where}"
+                          f" ({unreachable}); check the network (or HF_ENDPOINT), or {LOCAL_HINT}")
+    # Its retry warnings would break the one-line error; the progress bar is not a log record.
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
     try:
-        # Cached files are found without the network (Llama.from_pretrained lists the repo first).
-        return Path(hf_hub_download(m.repo, m.filename, revision=m.revision,
-                                    local_files_only=True))
-    except (LocalEntryNotFoundError, EntryNotFoundError, FileNotFoundError, OSError):
-        pass
-    if not download or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        raise R1ChatError(f"model {m.name} ({m.repo}/{m.filename}) is not downloaded and the hub"
-                          f" is offline; {hint}")
-    try:
-        return Path(hf_hub_download(m.repo, m.filename, revision=m.revision))
+        # A progress bar, retries that resume with a ranged GET when the connection drops, and an
+        # atomic rename into the cache: a half-written file is never taken for the model.
+        path = Path(hf_hub_download(m.repo, m.filename, revision=m.revision,
+                                    cache_dir=model_cache_dir()))
+    except LocalEntryNotFoundError:  # the hub could not be reached and nothing is cached
+        raise R1ChatError(f"cannot reach the Hugging Face hub to download {m.where}; check the"
+                          f" network (or HF_ENDPOINT), or {LOCAL_HINT}") from None
+    except GatedRepoError:
+        raise R1ChatError(f"{m.repo} is gated: accept its terms on huggingface.co and log in"
+                          " with `hf auth login`") from None
+    except RevisionNotFoundError:
+        raise R1ChatError(f"{m.repo} has no revision {m.revision!r}") from None
     except (RepositoryNotFoundError, EntryNotFoundError):
-        raise R1ChatError(
-            f"{m.repo}/{m.filename} does not exist on Hugging Face; {hint}") from None
+        raise R1ChatError(f"{m.repo}/{m.filename} does not exist on Hugging Face; {LOCAL_HINT}"
+                          ) from None
     except KeyboardInterrupt:
         raise
-    except Exception as e:  # network errors come in many types (requests, httpx, OSError)
+    except Exception as e:  # network errors come in many types (httpx, OSError)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise R1ChatError(f"could not download {m.repo}/{m.filename} ({first[:120]}); {hint}"
+        raise R1ChatError(f"could not download {m.where} ({first[:160]}); {LOCAL_HINT}"
                           ) from None
+    finally:
+        hub_log.setLevel(level)
+    try:
+        validate_gguf(path, m.arch)
+    except R1ChatError as e:
+        _remove_cached_file(path)
+        raise R1ChatError(f"downloaded file rejected and removed from the cache: {e}") from None
+    return path
+
+
+def _hub_unreachable() -> str | None:
+    """Why the hub's host refuses connections, if it plainly does; None when it may be fine.
+
+    huggingface-hub retries a failed connection for about 25 s before giving up; a refused
+    connection or an unknown host will not get better in that time. Behind a proxy the direct
+    connection says nothing, so it is not tried.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                                       "ALL_PROXY", "all_proxy")):
+        return None
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    if not url.hostname:
+        return None
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=10):
+            return None
+    except TimeoutError:
+        return None  # slow, not necessarily down: let huggingface-hub try
+    except OSError as e:
+        return e.strerror or str(e) or type(e).__name__
+
+
+def pull(ref: str) -> tuple[ModelRef, Path, bool]:
+    """Download (or find) and check a model; returns (ref, path, downloaded now)."""
+    m = parse_ref(ref)
+    if m.path is not None:
+        if not m.path.exists():
+            raise R1ChatError(f"model file not found: {m.path}")
+        validate_gguf(m.path, m.arch)
+        return m, m.path, False
+    cached = cached_path(m)
+    if cached is not None:
+        try:
+            validate_gguf(cached, m.arch)
+            return m, cached, False
+        except R1ChatError:
+            _remove_cached_file(cached)  # a damaged copy: fetch it again
+    return m, _download(m), True
+
+
+def _remove_cached_file(path: Path) -> None:
+    """Remove a cached file: the snapshot entry and the blob it links to."""
+    blob = path.resolve()
+    for p in {path, blob}:
+        if p.is_file() or p.is_symlink():
+            p.unlink()
+
+
+def remove(ref: str) -> list[Path]:
+    """Delete a hub model's cached files (every cached revision); returns what was removed."""
+    m = parse_ref(ref)
+    if m.path is not None:
+        raise R1ChatError(f"{m.path} is your own file, not a downloaded model: delete it yourself")
+    assert m.repo and m.filename
+    repo_dir = model_cache_dir() / ("models--" + m.repo.replace("/", "--"))
+    removed: list[Path] = []
+    for snap in sorted(repo_dir.glob(f"snapshots/*/{m.filename}")):
+        blob = snap.resolve()
+        snap.unlink()
+        removed.append(snap)
+        if blob != snap and blob.exists() and not _still_linked(repo_dir, blob):
+            blob.unlink()
+    if not removed:
+        raise R1ChatError(f"{m.name} ({m.where}) is not downloaded")
+    if not any(p.is_file() for p in repo_dir.glob("snapshots/*/*")):
+        import shutil
+
+        shutil.rmtree(repo_dir, ignore_errors=True)
+    return removed
+
+
+def _still_linked(repo_dir: Path, blob: Path) -> bool:
+    return any(p.resolve() == blob for p in repo_dir.glob("snapshots/*/**/*") if p.is_symlink())
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    repo: str
+    filename: str
+    revision: str  # the snapshot (commit) folder it sits in
+    path: Path
+    size: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repo}:{self.filename}"
+
+
+def cached_models() -> list[CachedModel]:
+    """Every GGUF file in the model cache."""
+    root = model_cache_dir()
+    out: list[CachedModel] = []
+    for repo_dir in sorted(root.glob("models--*")):
+        repo = repo_dir.name.removeprefix("models--").replace("--", "/", 1)
+        for snap in sorted(repo_dir.glob("snapshots/*")):
+            for f in sorted(snap.rglob("*.gguf")):
+                if f.exists():
+                    out.append(CachedModel(repo, f.relative_to(snap).as_posix(), snap.name, f,
+                                           f.stat().st_size))
+    return out
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One line of `r1chat models list`."""
+
+    name: str  # the alias, or REPO:FILE for other cached files
+    ref: str
+    revision: str
+    size: int  # bytes on disk when downloaded, else the catalogue's estimate
+    downloaded: bool
+    default: bool
+    path: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def model_rows(default: str | None = None) -> list[ModelRow]:
+    default = default or DEFAULT_ALIAS
+    rows: list[ModelRow] = []
+    seen: set[Path] = set()
+    for e in CATALOG.values():
+        path = cached_path(parse_ref(e.alias))
+        if path is not None:
+            seen.add(path)
+        rows.append(ModelRow(e.alias, e.ref, e.revision,
+                             path.stat().st_size if path else int(e.size_gb * 1e9),
+                             path is not None, e.alias == default,
+                             str(path) if path else None))
+    for c in cached_models():
+        if c.path in seen:
+            continue
+        rows.append(ModelRow(c.ref, c.ref, c.revision, c.size, True, c.ref == default,
+                             str(c.path)))
+    return rows

@@ -6,12 +6,11 @@ Model text is untrusted: it is sanitised, and only ever reaches Rich as `Text`/`
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import IO, Any, Protocol
 
-from r1chat.sanitize import StreamSanitizer
+from r1chat.sanitize import StreamSanitizer, safe_json
 from r1chat.session import TurnResult
 
 
@@ -72,7 +71,7 @@ class JsonRenderer:
 
     def finish(self, result: TurnResult) -> None:
         # json.dumps escapes control characters, so nothing raw reaches the terminal.
-        self.out.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        self.out.write(safe_json(result.to_dict(), indent=None) + "\n")
         self.out.flush()
 
 

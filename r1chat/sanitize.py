@@ -69,3 +69,15 @@ class StreamSanitizer:
         """Whatever was held back, sanitised (an unfinished sequence is dropped)."""
         held, self._held = self._held, ""
         return sanitize(held)
+
+
+# json.dumps(ensure_ascii=False) escapes C0 controls but leaves DEL and C1 (8-bit CSI among them).
+_JSON_RAW_CONTROLS = re.compile(r"[\x7f-\x9f]")
+
+
+def safe_json(value: object, indent: int | None = 2) -> str:
+    """JSON text with every control character escaped, so it is safe on a terminal."""
+    import json
+
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    return _JSON_RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -1,0 +1,132 @@
+"""How fast the real TUI absorbs a stream: a scripted engine feeds the app headless.
+
+The reply is a ~4,000-token thinking and a ~4,000-token Markdown answer (headings, lists, code
+fences). By default the engine emits as fast as it can; `--rate 280` paces it like an H200 on the
+7B model, to see how much of a core the UI needs at that speed.
+
+Prints tokens/s absorbed (Enter to the last token on screen) and CPU ms per token
+(time.process_time of the whole process, the producer thread included), next to the producer
+alone (run_turn with no UI) measured in the same run.
+
+    .venv/bin/python benchmarks/tui_absorb.py [--tokens 4000] [--rate TOK_S] [--hz 20]
+        [--thinking open]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+import time
+
+from r1chat.engine import SamplingParams
+from r1chat.scripted import ScriptedEngine, split_pieces
+from r1chat.session import run_turn
+
+
+def thinking_text(n_tokens: int) -> str:
+    lines = [
+        "Let me consider the problem from the start. We need the number of ways to tile a 2xn "
+        "board with dominoes; call it f(n).",
+        "If the first column holds a vertical domino, the rest is f(n-1); if two horizontal "
+        "dominoes cover the first two columns, the rest is f(n-2).",
+        "So f(n) = f(n-1) + f(n-2) with f(1) = 1 and f(2) = 2. Wait, let me double-check f(3): "
+        "three vertical, or one vertical and two horizontal on either side: 3. Yes.",
+        "Hmm, that is the Fibonacci sequence shifted by one. For n = 10 that gives 89.",
+    ]
+    out: list[str] = []
+    n = 0
+    i = 0
+    while n < n_tokens:
+        line = lines[i % len(lines)] + "\n"
+        out.append(line)
+        n += len(split_pieces(line))
+        i += 1
+    return "".join(out)
+
+
+def answer_text(n_tokens: int) -> str:
+    section = (
+        "## Step {k}: the recurrence\n\n"
+        "Each tiling starts with either:\n\n"
+        "1. a **vertical** domino, leaving a 2×(n−1) board, or\n"
+        "2. two *horizontal* dominoes, leaving a 2×(n−2) board.\n\n"
+        "- base cases: `f(1) = 1`, `f(2) = 2`\n"
+        "- growth: roughly φ^n\n\n"
+        "```python\n"
+        "def tilings(n: int) -> int:\n"
+        "    a, b = 1, 2\n"
+        "    for _ in range(n - 1):\n"
+        "        a, b = b, a + b\n"
+        "    return a\n"
+        "```\n\n"
+        "> The answer for n = 10 is $\\boxed{{89}}$.\n\n"
+    )
+    out: list[str] = []
+    n = 0
+    k = 1
+    while n < n_tokens:
+        part = section.format(k=k)
+        out.append(part)
+        n += len(split_pieces(part))
+        k += 1
+    return "# Domino tilings\n\n" + "".join(out)
+
+
+def producer_alone(reply: str) -> tuple[float, float, int]:
+    engine = ScriptedEngine(reply)
+    w0, c0 = time.perf_counter(), time.process_time()
+    n = 0
+    for _ in run_turn(engine, [], "q", SamplingParams(max_tokens=10**6), threading.Event()):
+        n += 1
+    return time.perf_counter() - w0, time.process_time() - c0, n
+
+
+async def through_app(reply: str, rate: float | None, hz: float,
+                      thinking: str = "auto") -> tuple[float, float]:
+    from r1chat.tui.app import R1ChatApp
+    from r1chat.tui.widgets.message import TurnView
+
+    engine = ScriptedEngine(reply, tokens_per_s=rate)
+    from r1chat.config import Settings
+
+    app = R1ChatApp(Settings(max_tokens=10**6, thinking=thinking), engine=engine, drain_hz=hz)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.pause()
+        app.prompt.insert("How many ways can a 2xn board be tiled with dominoes?")
+        w0, c0 = time.perf_counter(), time.process_time()
+        await pilot.press("enter")
+        while not app.turns:
+            await asyncio.sleep(0.005)
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        view = app.query_one(TurnView)
+        think_want, answer_want = reply.split("\n</think>\n\n")
+        assert view.thinking.strip() == think_want.strip(), "thinking lost"
+        assert view.answer == answer_want, "answer lost"
+    return wall, cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=4000, help="tokens of thinking and of answer")
+    ap.add_argument("--rate", type=float, default=None, help="pace the engine (tokens/s)")
+    ap.add_argument("--hz", type=float, default=20.0, help="UI drain rate")
+    ap.add_argument("--thinking", default="auto", choices=("auto", "open", "folded"),
+                    help="the thinking pane setting (open: side by side all along)")
+    args = ap.parse_args()
+
+    reply = f"{thinking_text(args.tokens)}\n</think>\n\n{answer_text(args.tokens)}"
+    n_tokens = len(split_pieces(reply))
+    p_wall, p_cpu, _ = producer_alone(reply)
+    wall, cpu = asyncio.run(through_app(reply, args.rate, args.hz, args.thinking))
+    pace = f"paced at {args.rate:.0f} tok/s" if args.rate else "as fast as it can"
+    print(f"reply: {n_tokens:,} tokens ({len(reply):,} chars), engine {pace}, "
+          f"drain {args.hz:g} Hz, thinking {args.thinking}")
+    print(f"producer alone : {n_tokens / p_wall:10,.0f} tok/s  {1000 * p_cpu / n_tokens:.3f} "
+          "CPU ms/token")
+    print(f"through the app: {n_tokens / wall:10,.0f} tok/s  {1000 * cpu / n_tokens:.3f} "
+          f"CPU ms/token  ({wall:.2f} s wall, {cpu:.2f} s CPU, {100 * cpu / wall:.0f}% of a core)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""`r1chat bench`: how fast this machine loads and runs a model, measured as llama-bench does.
+
+Load time, time to first token and prefill speed on a prompt of a fixed length, decode speed
+over a fixed number of tokens with the end-of-sequence token ignored, and peak memory. The prompt
+is ordinary English text tokenized by the model's own tokenizer, inside its own chat template.
+No UI code here: the command in r1chat.commands.bench prints what `run_bench` returns.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from r1chat.engine import Done, LlamaEngine, LoadOptions, SamplingParams, Token
+from r1chat.errors import R1ChatError
+from r1chat.prompts import ChatMessage
+
+if TYPE_CHECKING:
+    from r1chat.gguf_header import GGUFHeader
+
+# Prose rather than random token ids: a prompt of real words tokenizes (and attends) like the
+# text users send.
+PASSAGE = (
+    "A careful reader checks each step of an argument before accepting its conclusion. Suppose a "
+    "train leaves the station at nine in the morning and travels at sixty miles an hour, while a "
+    "second train leaves two hours later at ninety miles an hour along the same track. The second "
+    "train catches the first when both have covered the same distance, so we write an equation "
+    "for each and solve for the time. Prime numbers, sorting algorithms, the boiling point of "
+    "water at altitude, the rules of chess and the history of the printing press are all fair "
+    "questions; the model should think them through, state its assumptions, and then answer. "
+)
+
+# Room for a BOS, the chat template's markers and a few tokens of slack.
+CTX_SLACK = 64
+
+
+def filler_text(n_words: int) -> str:
+    words = PASSAGE.split()
+    reps = n_words // len(words) + 1
+    return " ".join((words * reps)[:n_words])
+
+
+def question_of_length(engine: LlamaEngine, n_tokens: int) -> str:
+    """A question whose chat prompt is as close to `n_tokens` tokens as whole words allow."""
+    lo, hi = 1, max(2, n_tokens)
+    while lo < hi:  # the largest word count whose prompt fits
+        mid = (lo + hi + 1) // 2
+        if engine.count_tokens([ChatMessage("user", filler_text(mid))]) <= n_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return filler_text(lo)
+
+
+def build_prompt(engine: LlamaEngine, n_tokens: int) -> list[int]:
+    """Exactly `n_tokens` prompt tokens: the chat template around a user turn of prose."""
+    marker = "\u2063FILL\u2063"
+    rendered = engine.render([ChatMessage("user", marker)])
+    before, sep, after = rendered.partition(marker)
+    if not sep:  # a template that mangles the content: prose alone
+        before, after = "", ""
+    head = engine.tokenize(before) if before else []
+    if engine.bos_id >= 0:
+        while len(head) > 1 and head[0] == engine.bos_id and head[1] == engine.bos_id:
+            head.pop(0)
+        if engine.add_bos and (not head or head[0] != engine.bos_id):
+            head.insert(0, engine.bos_id)
+    tail = engine.tokenize(after) if after else []
+    need = n_tokens - len(head) - len(tail)
+    if need < 1:
+        raise R1ChatError(f"a prompt of {n_tokens} tokens is too short for this chat template"
+                          f" (it needs at least {len(head) + len(tail) + 1})", 2)
+    body: list[int] = []
+    words = 64
+    while len(body) < need:
+        body = engine.tokenize(" " + filler_text(words), special=False)
+        words *= 2
+    return head + body[:need] + tail
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def gpu_used_mb() -> float | None:
+    """Memory in use on the NVIDIA GPUs (all processes), or None when none can be queried."""
+    from r1chat.hardware import detect_gpus
+
+    gpus = [g for g in detect_gpus() if g.vendor == "nvidia"]
+    if not gpus:
+        return None
+    return sum(g.total_bytes - g.free_bytes for g in gpus) / (1024 * 1024)
+
+
+def required_ctx(prompt_tokens: int, tokens: int) -> int:
+    return prompt_tokens + tokens + CTX_SLACK
+
+
+def run_bench(
+    model_path: str | Path,
+    options: LoadOptions,
+    *,
+    tokens: int = 1024,
+    prompt_tokens: int = 512,
+    name: str | None = None,
+    header: GGUFHeader | None = None,
+    seed: int = 42,
+    warmup: bool = True,
+) -> dict[str, Any]:
+    """Load the model, prefill `prompt_tokens`, decode `tokens`; return the figures as a dict."""
+    if tokens < 2:
+        raise R1ChatError("--tokens must be at least 2", 2)
+    need = required_ctx(prompt_tokens, tokens)
+    if options.n_ctx is not None and options.n_ctx < need - CTX_SLACK + 1:
+        raise R1ChatError(f"the context ({options.n_ctx} tokens) cannot hold a {prompt_tokens}"
+                          f"-token prompt and {tokens} new tokens: pass --ctx {need} or more", 2)
+    gpu_before = gpu_used_mb()
+    t0 = time.perf_counter()
+    engine = LlamaEngine(model_path, options, name=name, header=header)
+    load_s = time.perf_counter() - t0
+    try:
+        if engine.info.n_ctx < need - CTX_SLACK + 1:
+            raise R1ChatError(f"the model's context ({engine.info.n_ctx} tokens) cannot hold a"
+                              f" {prompt_tokens}-token prompt and {tokens} new tokens", 2)
+        prompt = build_prompt(engine, prompt_tokens)
+        params = SamplingParams(max_tokens=tokens, seed=seed, ignore_eos=True)
+        if warmup:
+            # As llama-bench does: a short run first, so one-time set-up (GPU kernels, buffers)
+            # is not billed to the prompt. It starts with a different token, so it shares no
+            # KV-cache prefix with the measured prompt.
+            warm = [t for t in prompt[1:9] if t != prompt[0]] or [prompt[-1]]
+            for _ in engine.stream_tokens(warm, SamplingParams(max_tokens=2, seed=seed,
+                                                               ignore_eos=True)):
+                pass
+        produced = 0
+        stats = None
+        for ev in engine.stream_tokens(prompt, params):
+            if isinstance(ev, Token):
+                if ev.id >= 0:
+                    produced += 1
+            elif isinstance(ev, Done):
+                stats = ev.stats
+        assert stats is not None
+        if stats.evaluated_tokens != len(prompt):
+            raise R1ChatError("the prompt was partly served from the KV cache; the figures"
+                              " would be wrong", 1)
+        gpu_after = gpu_used_mb()
+        info = engine.info
+        return {
+            "model": info.name,
+            "path": info.path,
+            "backend": info.backend,
+            "n_gpu_layers": info.n_gpu_layers,
+            "n_layers": info.n_layers,
+            "n_ctx": info.n_ctx,
+            "n_threads": options.n_threads or os.cpu_count() or 1,
+            "prompt_tokens": len(prompt),
+            "tokens": produced,
+            "load_s": load_s,
+            "ttft_s": stats.ttft_s,
+            "prefill_tok_s": stats.prefill_tok_s,
+            "decode_tok_s": stats.decode_tok_s,
+            "decode_s": stats.total_s - stats.ttft_s,
+            "peak_rss_mb": peak_rss_mb(),
+            "gpu_mem_mb": (gpu_after - gpu_before
+                           if gpu_after is not None and gpu_before is not None else None),
+            "warmup": warmup,
+        }
+    finally:
+        engine.close()

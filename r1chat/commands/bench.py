@@ -1,0 +1,108 @@
+"""`r1chat bench`: load time, time to first token, prefill and decode speed, peak memory."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+TokensOpt = Annotated[int, typer.Option("--tokens", "-n", help="Tokens to decode, end of "
+                      "sequence ignored (as llama-bench does)", min=2)]
+PromptOpt = Annotated[int, typer.Option("--prompt-tokens", "-p", help="Prompt length in tokens "
+                      "for time to first token and prefill speed", min=16)]
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"r1chat: error: {message}\n")
+    raise typer.Exit(code)
+
+
+def _fmt(key: str, value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if key.endswith("_s") and not key.endswith("tok_s"):
+        return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    if key.endswith("tok_s"):
+        return f"{value:,.1f} tok/s"
+    if key.endswith("_mb"):
+        return f"{value:,.0f} MiB"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+ROWS = (
+    ("model", "model"), ("backend", "backend"), ("n_gpu_layers", "GPU layers"),
+    ("n_ctx", "context"), ("n_threads", "threads"), ("load_s", "load"),
+    ("prompt_tokens", "prompt tokens"), ("ttft_s", "time to first token"),
+    ("prefill_tok_s", "prefill"), ("tokens", "decoded tokens"), ("decode_tok_s", "decode"),
+    ("peak_rss_mb", "peak RSS"), ("gpu_mem_mb", "GPU memory (delta)"),
+)
+
+
+def _table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text("r1chat bench"), show_header=False)
+    table.add_column(Text("what"))
+    table.add_column(Text("value"), justify="right")
+    for key, label in ROWS:
+        # Plain Text cells: the model name comes from the GGUF file and is not markup.
+        table.add_row(Text(label), Text(_fmt(key, result.get(key))))
+    Console().print(table)
+
+
+def bench(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="GGUF file path, alias or "
+                     "REPO:FILE.gguf (must be downloaded already) [env R1CHAT_MODEL]")] = None,
+    tokens: TokensOpt = 1024,
+    prompt_tokens: PromptOpt = 512,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    ctx: Annotated[int | None, typer.Option("--ctx", help="Context size (default: prompt + "
+                   "tokens + 64)", min=64)] = None,
+    gpu_layers: Annotated[int | None, typer.Option("--gpu-layers", help="Layers to offload "
+                          "(default: all that fit)", min=0)] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all "
+                       "cores)", min=1)] = None,
+) -> None:
+    """Measure load time, time to first token, prefill and decode speed on this machine."""
+    from r1chat.errors import R1ChatError
+
+    try:
+        result = _run(model, tokens, prompt_tokens, ctx, gpu_layers, threads, quiet=json_out)
+    except R1ChatError as e:
+        _fail(str(e), e.exit_code)
+        return
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        _table(result)
+
+
+def _run(model: str | None, tokens: int, prompt_tokens: int, ctx: int | None,
+         gpu_layers: int | None, threads: int | None, *, quiet: bool) -> dict[str, Any]:
+    from r1chat.bench import required_ctx, run_bench
+    from r1chat.config import load_settings
+    from r1chat.hardware import plan_load
+    from r1chat.models import resolve, validate_gguf
+
+    need = required_ctx(prompt_tokens, tokens)
+    settings = load_settings().with_flags(model=model, ctx=ctx or need, gpu_layers=gpu_layers,
+                                          threads=threads)
+    # No download from a benchmark: a missing model is an error that says how to pull it.
+    ref, path = resolve(settings.model, download=False)
+    header = validate_gguf(path, ref.arch)
+    opts = plan_load(header, settings).options
+    name = ref.name if ref.path is None else None
+    if quiet or not sys.stderr.isatty():
+        return run_bench(path, opts, tokens=tokens, prompt_tokens=prompt_tokens, name=name,
+                         header=header)
+    from rich.console import Console
+    from rich.text import Text
+
+    what = Text(f"Benchmarking {ref.name}: {prompt_tokens}-token prompt, {tokens} tokens…")
+    with Console(stderr=True).status(what):
+        return run_bench(path, opts, tokens=tokens, prompt_tokens=prompt_tokens, name=name,
+                         header=header)

@@ -1,0 +1,49 @@
+"""`r1chat config ...`: where the config file is and what the settings come to."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+config_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    help="Show the config file's path and the settings in effect.",
+)
+
+
+@config_app.command("path")
+def path_cmd() -> None:
+    """Print the config file's path (it need not exist)."""
+    from r1chat.config import paths
+
+    sys.stdout.write(f"{paths().config_file}\n")
+
+
+@config_app.command("show")
+def show_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Every setting, its value and where it came from (default, file or env)."""
+    from r1chat.cli import user_errors
+    from r1chat.config import load_settings, paths
+
+    with user_errors():
+        settings = load_settings()
+    path = paths().config_file
+    values = settings.values()
+    if json_out:
+        out = {"config_file": str(path), "exists": path.exists(), "settings": values,
+               "sources": {k: settings.source(k) for k in values}}
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    state = "" if path.exists() else "  (not created)"
+    sys.stdout.write(f"# {path}{state}\n")
+    for key, value in values.items():
+        shown = "(auto)" if value is None else json.dumps(value)
+        sys.stdout.write(f"{key} = {shown}  # {settings.source(key)}\n")

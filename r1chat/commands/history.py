@@ -1,0 +1,224 @@
+"""`r1chat history ...`: list, show, search, export, rename and delete saved conversations.
+
+Human-readable output is plain text run through `sanitize` (stored model text is untrusted);
+`--json` output is exact, with every control character escaped.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from r1chat.sanitize import safe_json
+
+if TYPE_CHECKING:
+    from r1chat.history import Conversation, HistoryStore, Message
+
+history_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    help="List, show, search, export, rename and delete saved conversations.",
+)
+
+IdArg = Annotated[int, typer.Argument(help="Conversation id (see `r1chat history list`)",
+                                      metavar="ID")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+class Format(StrEnum):
+    md = "md"
+    json = "json"
+
+
+def _say(text: str) -> None:
+    from r1chat.sanitize import sanitize
+
+    sys.stdout.write(sanitize(text))
+    sys.stdout.flush()
+
+
+def _local(ts: str) -> str:
+    """A stored UTC timestamp in local time, to the minute."""
+    try:
+        return datetime.fromisoformat(ts).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return ts
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+@contextmanager
+def _store() -> Iterator[HistoryStore]:
+    """The history store, with R1ChatError turned into one line on stderr and an exit status."""
+    from r1chat.cli import user_errors
+    from r1chat.history import HistoryStore
+
+    with user_errors(), HistoryStore.open() as store:
+        yield store
+
+
+@history_app.command("list")
+def list_cmd(
+    json_out: JsonOpt = False,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1,
+                                              help="Show at most this many")] = None,
+) -> None:
+    """Saved conversations, most recently active first."""
+    with _store() as store:
+        convs = store.list_conversations(limit)
+    if json_out:
+        sys.stdout.write(safe_json([c.to_dict() for c in convs]) + "\n")
+        return
+    if not convs:
+        sys.stderr.write("r1chat: no saved conversations\n")
+        return
+    _say("".join(f"{c.id:>5}  {_local(c.updated)}  {c.messages:>4} msgs  {c.title}\n"
+                 for c in convs))
+
+
+def render_text(conv: Conversation, messages: list[Message], *, think: bool) -> str:
+    """A conversation for reading in a terminal: thinking indented under a bar."""
+    out = [f"{conv.title}",
+           f"conversation {conv.id} · {conv.model or 'unknown model'} · "
+           f"{_local(conv.created)} · {conv.messages} messages", ""]
+    for m in messages:
+        if m.role == "user":
+            out += ["── You " + "─" * 40, m.content.rstrip(), ""]
+            continue
+        out.append("── r1 " + "─" * 41)
+        if think and m.thinking.strip():
+            out += ["│ " + line for line in m.thinking.strip().splitlines()]
+            out.append("")
+        if m.content.strip():
+            out.append(m.content.rstrip())
+        if m.stopped:
+            out.append("(stopped)")
+        elif m.finish_reason == "length":
+            out.append("(cut off at the token limit)")
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+@history_app.command("show")
+def show_cmd(
+    conv_id: IdArg,
+    json_out: JsonOpt = False,
+    no_think: Annotated[bool, typer.Option("--no-think", help="Leave out the thinking")] = False,
+) -> None:
+    """One conversation, every question and reply."""
+    from r1chat.history import export_dict
+
+    with _store() as store:
+        conv = store.get_conversation(conv_id)
+        messages = store.messages(conv_id)
+    if json_out:
+        sys.stdout.write(safe_json(export_dict(conv, messages)) + "\n")
+    else:
+        _say(render_text(conv, messages, think=not no_think))
+
+
+@history_app.command("search")
+def search_cmd(
+    query: Annotated[list[str], typer.Argument(help="Words to find (all of them; word* for a "
+                                               "prefix)", metavar="QUERY...")],
+    json_out: JsonOpt = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Most hits")] = 20,
+) -> None:
+    """Find messages whose question, answer or thinking contain the words."""
+    text = " ".join(query)
+    if not text.strip():
+        from r1chat.cli import fail
+
+        fail("empty search query", 2)
+    with _store() as store:
+        hits = store.search(text, limit)
+    if json_out:
+        sys.stdout.write(safe_json([h.to_dict() for h in hits]) + "\n")
+        return
+    if not hits:
+        sys.stderr.write("r1chat: no matches\n")
+        raise typer.Exit(1)
+    _say("".join(f"{h.conversation_id:>5}  {h.title}  ({h.role}, message {h.message_id})\n"
+                 f"       {' '.join(h.snippet.split())}\n" for h in hits))
+
+
+@history_app.command("export")
+def export_cmd(
+    conv_id: IdArg,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="md or json")] = Format.md,
+    output: Annotated[Path | None, typer.Option("--output", "-o", dir_okay=False,
+                                                help="Write to this file (default: stdout)")]
+    = None,
+) -> None:
+    """Export one conversation as Markdown or JSON."""
+    from r1chat.cli import fail
+    from r1chat.history import export_dict, export_markdown
+    from r1chat.sanitize import sanitize
+
+    with _store() as store:
+        conv = store.get_conversation(conv_id)
+        messages = store.messages(conv_id)
+    if fmt is Format.json:
+        text = safe_json(export_dict(conv, messages)) + "\n"
+    else:
+        # Escape sequences mean nothing in a Markdown file and would act when it is cat'ed.
+        text = sanitize(export_markdown(conv, messages))
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        fail(f"cannot write {output}: {e.strerror or e}")
+    sys.stderr.write(f"r1chat: wrote conversation {conv_id} to {output}\n")
+
+
+@history_app.command("rm")
+def rm_cmd(
+    conv_id: IdArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")]
+    = False,
+) -> None:
+    """Delete a conversation and its messages (asks first unless --yes)."""
+    from r1chat.cli import fail
+
+    with _store() as store:
+        conv = store.get_conversation(conv_id)
+        if not yes:
+            if not stdin_is_terminal():
+                fail(f"not deleting conversation {conv_id} without confirmation: pass --yes", 2)
+            from r1chat.sanitize import sanitize
+
+            try:
+                ok = typer.confirm(f"Delete conversation {conv_id} \"{sanitize(conv.title)}\" "
+                                   f"({conv.messages} messages)?", default=False)
+            except typer.Abort:
+                ok = False
+            if not ok:
+                sys.stderr.write(f"r1chat: kept conversation {conv_id}\n")
+                raise typer.Exit(1)
+        store.delete(conv_id)
+    sys.stderr.write(f"r1chat: deleted conversation {conv_id}\n")
+
+
+@history_app.command("rename")
+def rename_cmd(
+    conv_id: IdArg,
+    title: Annotated[list[str], typer.Argument(help="The new title", metavar="TITLE...")],
+) -> None:
+    """Give a conversation a new title."""
+    with _store() as store:
+        store.rename(conv_id, " ".join(title))
+        conv = store.get_conversation(conv_id)
+    _say(f"{conv.id}  {conv.title}\n")

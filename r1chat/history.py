@@ -1,0 +1,572 @@
+"""Conversation history: one private SQLite file (WAL), versioned schema, full-text search.
+
+Every write is its own committed transaction, so a crash or kill mid-generation loses at most the
+reply in progress. A database we cannot read is reported, never replaced or deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from r1chat.errors import R1ChatError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 5000
+TITLE_MAX = 60
+STOPPED = "cancelled"  # the finish_reason of a reply the user stopped
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    title: str
+    model: str
+    created: str  # UTC, ISO-8601 with milliseconds and a Z: sorts as text
+    updated: str
+    messages: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: int
+    role: str  # "user" or "assistant"
+    content: str  # the question, or the answer without its thinking
+    thinking: str
+    stats: dict[str, Any] | None
+    finish_reason: str | None  # None for questions; "cancelled" when the user stopped the reply
+    created: str
+
+    @property
+    def stopped(self) -> bool:
+        return self.finish_reason == STOPPED
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: int
+    title: str
+    message_id: int
+    role: str
+    snippet: str  # matched terms between the `mark` strings given to search()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def title_from(question: str) -> str:
+    """A conversation title: the question's first non-blank line, cut to about TITLE_MAX chars."""
+    line = next((ln for ln in question.splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    if not line:
+        return "Untitled"
+    if len(line) <= TITLE_MAX:
+        return line
+    cut = line[:TITLE_MAX]
+    space = cut.rfind(" ")
+    # Cut at a word boundary unless that throws away most of the line (one very long word).
+    if space > TITLE_MAX // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+# --- schema -------------------------------------------------------------------------------------
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            model TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            -- Orders by activity: a counter, because two writes can share a millisecond and
+            -- the clock can step back.
+            touched INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute("CREATE INDEX conversations_touched ON conversations(touched)")
+    db.execute(
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL DEFAULT '',
+            thinking TEXT NOT NULL DEFAULT '',
+            stats TEXT,
+            finish_reason TEXT,
+            created TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX messages_conversation ON messages(conversation_id, id)")
+    # External-content FTS5: the text lives once, in `messages`; triggers keep the index in step
+    # (ON DELETE CASCADE fires the delete trigger too).
+    db.execute(
+        """CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, thinking, content='messages', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        )"""
+    )
+    db.execute(
+        """CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content, thinking)
+            VALUES (new.id, new.content, new.thinking);
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content, thinking)
+            VALUES ('delete', old.id, old.content, old.thinking);
+        END"""
+    )
+    db.execute(
+        """CREATE TRIGGER messages_au AFTER UPDATE OF content, thinking ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content, thinking)
+            VALUES ('delete', old.id, old.content, old.thinking);
+            INSERT INTO messages_fts(rowid, content, thinking)
+            VALUES (new.id, new.content, new.thinking);
+        END"""
+    )
+
+
+_NEXT_TOUCH = "(SELECT coalesce(max(touched), 0) + 1 FROM conversations)"
+
+# MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a released one.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# --- opening ------------------------------------------------------------------------------------
+
+
+def _create_private(path: Path) -> None:
+    """Create the file 0600 before SQLite sees it: SQLite gives -wal and -shm the same mode."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise R1ChatError(f"cannot create the history directory {path.parent}: "
+                          f"{e.strerror or e}") from None
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise R1ChatError(f"cannot create the history database {path}: {e.strerror or e}") \
+            from None
+    os.close(fd)
+
+
+def _tighten(path: Path) -> None:
+    """Make an existing database and its side files private, when we are allowed to."""
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(OSError):
+            mode = p.stat().st_mode
+            if stat.S_ISREG(mode) and mode & 0o077:
+                p.chmod(0o600)
+
+
+def _check_header(path: Path) -> None:
+    """Refuse anything that is not SQLite before SQLite opens (and might write to) it."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except IsADirectoryError:
+        raise R1ChatError(f"the history database {path} is a directory") from None
+    except OSError as e:
+        raise R1ChatError(f"cannot read the history database {path}: {e.strerror or e}") \
+            from None
+    if head and head != SQLITE_MAGIC:
+        raise R1ChatError(f"the history database {path} is not an SQLite database (left "
+                          "untouched: move it aside to start a new history)")
+
+
+class HistoryStore:
+    """Conversations and their messages in one SQLite file. Safe to share between threads."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._lock = threading.RLock()
+
+    # -- lifecycle
+
+    @classmethod
+    def open(cls, path: Path | None = None, *, check: bool = True) -> HistoryStore:
+        """Open (creating if needed) and migrate the history database.
+
+        `check` runs SQLite's quick_check first, so a damaged file is reported on open rather than
+        halfway through a conversation.
+        """
+        if path is None:
+            from r1chat.config import paths
+
+            path = paths().history_db
+        path = Path(path).expanduser().absolute()
+        _create_private(path)
+        _check_header(path)
+        _tighten(path)
+        try:
+            # mode=rw: SQLite must never create the file itself (it would not be private).
+            db = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None,
+                                 check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as e:
+            raise _error(path, e) from None
+        store = cls(db, path)
+        try:
+            store._prepare(check)
+        except BaseException:
+            db.close()
+            raise
+        return store
+
+    def _prepare(self, check: bool) -> None:
+        db = self._db
+        with self._guard():
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # Read-only checks first: nothing is written to a file we are about to refuse.
+            version = _one(db, "PRAGMA user_version")
+            if version > SCHEMA_VERSION:
+                raise R1ChatError(
+                    f"the history database {self.path} has schema version {version}, newer "
+                    f"than this r1chat understands ({SCHEMA_VERSION}): upgrade r1chat")
+            if check:
+                bad = _one(db, "PRAGMA quick_check(1)")
+                if bad != "ok":
+                    raise R1ChatError(f"the history database {self.path} is damaged "
+                                      f"(quick_check: {bad}); left untouched")
+            if _one(db, "PRAGMA journal_mode") != "wal":
+                self._use_wal()
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            if version < SCHEMA_VERSION:
+                self._migrate()
+
+    def _use_wal(self) -> None:
+        """Switch a new file to WAL. Two processes doing this at once can get SQLITE_BUSY at once,
+        without the busy handler (SQLite's deadlock avoidance), so retry up to the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL").fetchall()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.01)
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = _one(db, "PRAGMA user_version")
+            for step in MIGRATIONS[version:]:
+                step(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._guard():
+            return int(_one(self._db, "PRAGMA user_version"))
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as e:
+                raise _error(self.path, e) from None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed on exit. IMMEDIATE takes the write lock up front, so
+        a busy database waits (busy_timeout) instead of failing on lock upgrade."""
+        with self._guard() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- writes
+
+    def new_conversation(self, title: str, model: str = "") -> int:
+        ts = now()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO conversations (title, model, created, updated, touched)"
+                f" VALUES (?, ?, ?, ?, {_NEXT_TOUCH})",
+                (" ".join(title.split()) or "Untitled", model, ts, ts))
+            return int(cur.lastrowid or 0)
+
+    def add_user_message(self, conv_id: int, content: str) -> int:
+        """Save the question (committed) before generation starts."""
+        return self._add(conv_id, "user", content, "", None, None)
+
+    def add_assistant_message(
+        self,
+        conv_id: int,
+        content: str,
+        thinking: str = "",
+        stats: dict[str, Any] | None = None,
+        finish_reason: str | None = "stop",
+    ) -> int:
+        """Save a reply: `content` is the answer alone; "cancelled" marks it stopped."""
+        return self._add(conv_id, "assistant", content, thinking, stats, finish_reason)
+
+    def _add(self, conv_id: int, role: str, content: str, thinking: str,
+             stats: dict[str, Any] | None, finish_reason: str | None) -> int:
+        ts = now()
+        blob = json.dumps(stats, ensure_ascii=False) if stats is not None else None
+        with self._tx() as db:
+            if db.execute(f"UPDATE conversations SET updated = ?, touched = {_NEXT_TOUCH}"
+                          " WHERE id = ?", (ts, conv_id)).rowcount == 0:
+                raise _missing(conv_id)
+            cur = db.execute(
+                "INSERT INTO messages (conversation_id, role, content, thinking, stats,"
+                " finish_reason, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (conv_id, role, content, thinking or "", blob, finish_reason, ts))
+            return int(cur.lastrowid or 0)
+
+    def rename(self, conv_id: int, title: str) -> None:
+        title = " ".join(title.split())
+        if not title:
+            raise R1ChatError("a conversation title cannot be empty", 2)
+        with self._tx() as db:
+            if db.execute("UPDATE conversations SET title = ? WHERE id = ?",
+                          (title, conv_id)).rowcount == 0:
+                raise _missing(conv_id)
+
+    def delete(self, conv_id: int) -> None:
+        """Delete a conversation with its messages (and their search index entries)."""
+        with self._tx() as db:
+            if db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,)).rowcount == 0:
+                raise _missing(conv_id)
+
+    # -- reads
+
+    _CONV_SELECT = (
+        "SELECT c.id, c.title, c.model, c.created, c.updated,"
+        " (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)"
+        " FROM conversations c"
+    )
+
+    def list_conversations(self, limit: int | None = None) -> list[Conversation]:
+        """Newest activity first, with message counts."""
+        sql = self._CONV_SELECT + " ORDER BY c.touched DESC, c.id DESC"
+        args: tuple[Any, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            args = (max(0, limit),)
+        with self._guard() as db:
+            return [Conversation(*row) for row in db.execute(sql, args)]
+
+    def get_conversation(self, conv_id: int) -> Conversation:
+        with self._guard() as db:
+            row = db.execute(self._CONV_SELECT + " WHERE c.id = ?", (conv_id,)).fetchone()
+        if row is None:
+            raise _missing(conv_id)
+        return Conversation(*row)
+
+    def latest_conversation_id(self) -> int | None:
+        with self._guard() as db:
+            row = db.execute(
+                "SELECT id FROM conversations ORDER BY touched DESC, id DESC LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
+
+    def messages(self, conv_id: int) -> list[Message]:
+        """The conversation's messages in order (R1ChatError if there is no such conversation)."""
+        with self._guard() as db:
+            rows = db.execute(
+                "SELECT id, conversation_id, role, content, thinking, stats, finish_reason,"
+                " created FROM messages WHERE conversation_id = ? ORDER BY id", (conv_id,)
+            ).fetchall()
+            if not rows and db.execute("SELECT 1 FROM conversations WHERE id = ?",
+                                       (conv_id,)).fetchone() is None:
+                raise _missing(conv_id)
+        return [Message(id=r[0], conversation_id=r[1], role=r[2], content=r[3], thinking=r[4],
+                        stats=_load_stats(r[5]), finish_reason=r[6], created=r[7]) for r in rows]
+
+    def turns(self, conv_id: int) -> list[tuple[str, str]]:
+        """(question, answer) pairs to resend, for `prompts.history_messages`.
+
+        Answers come without their thinking (stored apart); a reply stopped mid-thinking has an
+        empty answer, as `prompts.answer_only` gives. A question never answered (the process died
+        first) is skipped.
+        """
+        out: list[tuple[str, str]] = []
+        question: str | None = None
+        for m in self.messages(conv_id):
+            if m.role == "user":
+                question = m.content
+            elif question is not None:
+                out.append((question, m.content))
+                question = None
+        return out
+
+    def search(self, query: str, limit: int = 20, *,
+               mark: tuple[str, str] = ("[", "]")) -> list[SearchHit]:
+        """Messages whose question, answer or thinking contain every word of `query`.
+
+        Any text is accepted: words are quoted for FTS5 (a trailing * keeps prefix search). When
+        no whole word matches, a substring search runs instead, which also finds text in
+        languages written without spaces.
+        """
+        # FTS5's parser stops at a NUL ("unterminated string"); no control character is a word.
+        terms = _CONTROLS.sub(" ", query).split()
+        if not terms or limit <= 0:
+            return []
+        fts = " ".join(_fts_term(t) for t in terms)
+        with self._guard() as db:
+            try:
+                rows = db.execute(
+                    "SELECT m.conversation_id, c.title, m.id, m.role,"
+                    " snippet(messages_fts, -1, ?, ?, '…', 16)"
+                    " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
+                    " JOIN conversations c ON c.id = m.conversation_id"
+                    " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
+                    (mark[0], mark[1], fts, limit)).fetchall()
+            except sqlite3.OperationalError as e:
+                # Quoting should leave FTS5 nothing to reject; if it still does, the substring
+                # search below answers instead of a syntax error reaching the user.
+                if "locked" in str(e) or "busy" in str(e):
+                    raise
+                rows = []
+            if rows:
+                return [SearchHit(*row) for row in rows]
+            return self._substring_search(db, [t.rstrip("*") or t for t in terms], limit, mark)
+
+    def _substring_search(self, db: sqlite3.Connection, terms: list[str], limit: int,
+                          mark: tuple[str, str]) -> list[SearchHit]:
+        where = " AND ".join(
+            "(instr(lower(m.content), ?) OR instr(lower(m.thinking), ?))" for _ in terms)
+        args: list[Any] = []
+        for t in terms:
+            args += [t.lower(), t.lower()]
+        rows = db.execute(
+            "SELECT m.conversation_id, c.title, m.id, m.role, m.content, m.thinking"
+            " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+            f" WHERE {where} ORDER BY m.id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [SearchHit(r[0], r[1], r[2], r[3], _snippet(r[4], r[5], terms[0], mark))
+                for r in rows]
+
+
+# --- export -------------------------------------------------------------------------------------
+
+
+def export_dict(conv: Conversation, messages: list[Message]) -> dict[str, Any]:
+    """A conversation with all its messages, for JSON."""
+    return {**conv.to_dict(), "messages": [m.to_dict() for m in messages]}
+
+
+def export_markdown(conv: Conversation, messages: list[Message]) -> str:
+    """A conversation as Markdown; each reply's thinking folded in a <details> block."""
+    out = [f"# {conv.title}", "",
+           f"- conversation: {conv.id}", f"- model: {conv.model or 'unknown'}",
+           f"- created: {conv.created}", f"- updated: {conv.updated}", ""]
+    for m in messages:
+        if m.role == "user":
+            out += ["## Question", "", m.content.rstrip(), ""]
+            continue
+        out += ["## Answer", ""]
+        if m.thinking.strip():
+            out += ["<details>", "<summary>Thinking</summary>", "", m.thinking.strip(), "",
+                    "</details>", ""]
+        if m.content.strip():
+            out += [m.content.rstrip(), ""]
+        if m.stopped:
+            out += ["*(stopped)*", ""]
+        elif m.finish_reason == "length":
+            out += ["*(cut off at the token limit)*", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _fts_term(term: str) -> str:
+    """One user word as a quoted FTS5 string: operators and quotes lose their meaning."""
+    prefix = term.endswith("*") and len(term.rstrip("*")) > 0
+    body = term.rstrip("*") if prefix else term
+    quoted = '"' + body.replace('"', '""') + '"'
+    return quoted + "*" if prefix else quoted
+
+
+def _snippet(content: str, thinking: str, term: str, mark: tuple[str, str],
+             width: int = 60) -> str:
+    for text in (content, thinking):
+        at = text.lower().find(term.lower())
+        if at < 0:
+            continue
+        start = max(0, at - width // 2)
+        end = min(len(text), at + len(term) + width // 2)
+        piece = (text[start:at] + mark[0] + text[at:at + len(term)] + mark[1]
+                 + text[at + len(term):end])
+        piece = re.sub(r"\s+", " ", piece)
+        return ("…" if start else "") + piece + ("…" if end < len(text) else "")
+    return ""
+
+
+def _one(db: sqlite3.Connection, sql: str) -> Any:
+    """The single value `sql` returns; fetchall finishes the statement, releasing its lock."""
+    return db.execute(sql).fetchall()[0][0]
+
+
+def _load_stats(blob: str | None) -> dict[str, Any] | None:
+    if blob is None:
+        return None
+    try:
+        value = json.loads(blob)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _missing(conv_id: int) -> R1ChatError:
+    return R1ChatError(f"no conversation {conv_id} in the history")
+
+
+def _error(path: Path, e: sqlite3.Error) -> R1ChatError:
+    text = str(e)
+    if isinstance(e, sqlite3.OperationalError) and "locked" in text:
+        return R1ChatError(f"the history database {path} is busy (another r1chat is writing): "
+                           f"{text}")
+    if isinstance(e, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
+        return R1ChatError(f"the history database {path} is damaged ({text}); left untouched")
+    return R1ChatError(f"history database {path}: {text}")

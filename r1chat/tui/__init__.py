@@ -1,0 +1,1 @@
+"""The Textual front end: `r1chat` with no subcommand."""

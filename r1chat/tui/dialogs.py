@@ -1,0 +1,68 @@
+"""Small modal dialogs: a yes/no confirmation and a one-line text prompt (renaming)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Dismissed with True only by the confirm button (or y); Esc, n and Cancel say no."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,n", "answer(False)", "Cancel"),
+        Binding("y", "answer(True)", "Yes"),
+    ]
+
+    def __init__(self, question: str, confirm: str = "Delete") -> None:
+        super().__init__(classes="dialog-screen")
+        self.question = question
+        self.confirm = confirm
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Content(self.question), classes="dialog-text", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(Content(self.confirm), variant="error", id="confirm")
+                yield Button(Content("Cancel"), id="cancel")
+
+    def on_mount(self) -> None:
+        # The safe choice has the focus: Enter right away cancels.
+        self.query_one("#cancel", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class TextPromptScreen(ModalScreen[str | None]):
+    """Asks for one line of text; Enter gives it back, Esc gives None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, label: str, value: str = "") -> None:
+        super().__init__(classes="dialog-screen")
+        self.label = label
+        self.value = value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Content(self.label), classes="dialog-text", markup=False)
+            yield Input(self.value, id="dialog-input")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

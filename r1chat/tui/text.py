@@ -1,0 +1,57 @@
+"""Pure text helpers for the TUI: counts, durations, pane titles, code blocks. No Textual here."""
+
+from __future__ import annotations
+
+import re
+
+_FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})[^\n]*\n", re.MULTILINE)
+
+
+def count(n: int) -> str:
+    return f"{n:,}"
+
+
+def seconds(s: float) -> str:
+    """Whole seconds below a minute, then minutes and seconds (`1m 05s`)."""
+    s = max(0, int(s))
+    if s < 60:
+        return f"{s}s"
+    return f"{s // 60}m {s % 60:02d}s"
+
+
+def tokens(n: int) -> str:
+    return f"{count(n)} token" + ("" if n == 1 else "s")
+
+
+def thinking_title(state: str, elapsed_s: float, n_tokens: int) -> str:
+    """The thinking pane's title: live while it streams, a summary once it is over."""
+    if state == "thinking":
+        return f"Thinking… {seconds(elapsed_s)} · {tokens(n_tokens)}"
+    if state == "stopped":
+        return f"Stopped after {seconds(elapsed_s)} · {tokens(n_tokens)}"
+    return f"Thought for {seconds(elapsed_s)} · {tokens(n_tokens)}"
+
+
+def last_code_block(markdown: str) -> str | None:
+    """The body of the last fenced code block in `markdown` (an unclosed one runs to the end)."""
+    blocks: list[str] = []
+    pos = 0
+    while (m := _FENCE.search(markdown, pos)) is not None:
+        fence = m.group("fence")
+        close = re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$",
+                           re.MULTILINE)
+        end = close.search(markdown, m.end())
+        if end is None:
+            blocks.append(markdown[m.end():])
+            break
+        blocks.append(markdown[m.end():end.start()])
+        pos = end.end()
+    if not blocks:
+        return None
+    return blocks[-1].removesuffix("\n")
+
+
+def saved_thinking_title(stopped: bool, n_tokens: int) -> str:
+    """The pane title of a turn shown from the history (how long it took is not kept)."""
+    verb = "Stopped" if stopped else "Thought"
+    return f"{verb} · {tokens(n_tokens)}" if n_tokens else verb

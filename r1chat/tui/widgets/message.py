@@ -1,0 +1,126 @@
+"""One exchange: the question, the thinking pane (collapsible) and the Markdown answer."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Container, Vertical
+from textual.content import Content
+from textual.widgets import Collapsible, Markdown, Static, TextArea
+from textual.widgets.markdown import MarkdownStream
+
+
+class ThinkingText(TextArea):
+    """The thinking body: a read-only TextArea, the cheapest widget that wraps (FINDINGS)."""
+
+    def __init__(self) -> None:
+        super().__init__("", read_only=True, soft_wrap=True, show_cursor=False,
+                         highlight_cursor_line=False, compact=True, classes="thinking-text")
+
+    def append(self, text: str) -> None:
+        follow = self.scroll_y >= self.max_scroll_y
+        self.insert(text, self.document.end, maintain_selection_offset=False)
+        if follow:
+            self.scroll_end(animate=False, immediate=False)
+
+
+class ThinkingPane(Collapsible):
+    """The collapsible thinking pane; its title is always built from our own strings."""
+
+    user_toggled = False
+
+    def _on_collapsible_title_toggle(self, event: object) -> None:
+        # Runs before Collapsible's own handler (which toggles): a fold the user chose outranks
+        # the automatic one when the answer starts.
+        self.user_toggled = True
+
+
+class TurnView(Vertical):
+    """A question and the model's reply to it, streamed in by the app."""
+
+    def __init__(self, question: str, *, folded: bool, thinks: bool = True) -> None:
+        super().__init__(classes="turn")
+        self.question = question
+        self.thinking = ""
+        self.answer = ""
+        self._folded_at_start = folded
+        self._thinks = thinks
+        self._stream: MarkdownStream | None = None
+        self.set_class(folded, "-folded")
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(self.question), classes="question", markup=False)
+        with Container(classes="turn-body"):
+            with ThinkingPane(title="Thinking…", collapsed=self._folded_at_start,
+                              classes="thinking") as pane:
+                pane.display = self._thinks
+                yield ThinkingText()
+            yield Markdown("", classes="answer", open_links=False)
+
+    @property
+    def pane(self) -> ThinkingPane:
+        return self.query_one(ThinkingPane)
+
+    @property
+    def folded(self) -> bool:
+        return self.pane.collapsed
+
+    def fold(self, folded: bool) -> None:
+        self.pane.collapsed = folded
+
+    @property
+    def user_toggled(self) -> bool:
+        return self.pane.user_toggled
+
+    def toggle(self) -> None:
+        self.pane.user_toggled = True
+        self.fold(not self.folded)
+
+    def on_collapsible_collapsed(self, event: Collapsible.Collapsed) -> None:
+        event.stop()
+        self.add_class("-folded")
+
+    def on_collapsible_expanded(self, event: Collapsible.Expanded) -> None:
+        event.stop()
+        self.remove_class("-folded")
+
+    @property
+    def answer_blocks(self) -> int:
+        return len(self.query_one(".answer", Markdown).children)
+
+    def set_title(self, title: str) -> None:
+        self.pane.title = title
+
+    def append_thinking(self, text: str) -> None:
+        self.thinking += text
+        self.query_one(ThinkingText).append(text)
+
+    async def append_answer(self, text: str) -> None:
+        self.answer += text
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self.query_one(".answer", Markdown))
+        await self._stream.write(text)
+
+    async def end_stream(self) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        if not self.thinking.strip():
+            self.pane.display = False
+
+    async def show_saved(self, thinking: str, answer: str, title: str) -> None:
+        """Fill the turn at once from the history (already sanitised), not from a stream."""
+        self.thinking = thinking
+        self.answer = answer
+        self.query_one(ThinkingText).load_text(thinking)
+        self.set_title(title)
+        if not thinking.strip():
+            self.pane.display = False
+        await self.query_one(".answer", Markdown).update(answer)
+
+    def show_boxed(self, boxed: str) -> None:
+        box = Static(Content(boxed), classes="boxed", markup=False)
+        box.border_title = "answer"
+        self.mount(box)
+
+    def show_note(self, text: str, *, error: bool = False) -> None:
+        self.mount(Static(Content(text), classes="note -error" if error else "note", markup=False))

@@ -1,0 +1,65 @@
+"""The status line: model, backend, context used, live speed and time to first token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from textual.content import Content
+from textual.widgets import Static
+
+from r1chat.tui.text import count
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    state: str = "loading"  # loading, ready, generating, stopped, error
+    model: str = ""
+    backend: str = ""
+    gpu_layers: int = 0
+    n_layers: int = 0
+    ctx_used: int = 0
+    ctx_total: int = 0
+    tok_s: float | None = None
+    ttft_s: float | None = None
+    preset: str | None = None
+
+
+def status_text(s: StatusInfo) -> str:
+    parts = [s.model or "no model"]
+    if s.state == "loading":
+        parts.append("loading…")
+    elif s.state == "error":
+        parts.append("not loaded")
+    else:
+        backend = s.backend or "CPU"
+        if s.gpu_layers:
+            # llama.cpp counts the output layer too: 29 of a 28-layer model means all of them.
+            backend += f" {min(s.gpu_layers, s.n_layers)}/{s.n_layers} layers"
+        parts.append(backend)
+        if s.ctx_total:
+            pct = 100 * s.ctx_used / s.ctx_total
+            parts.append(f"ctx {count(s.ctx_used)}/{count(s.ctx_total)} ({pct:.0f}%)")
+        if s.tok_s is not None:
+            parts.append(f"{s.tok_s:.1f} tok/s")
+        if s.ttft_s is not None:
+            parts.append(f"TTFT {s.ttft_s:.2f}s")
+        if s.state in ("generating", "stopped"):
+            parts.append(s.state)
+    if s.preset:
+        parts.append(f"preset: {s.preset}")
+    return "  ·  ".join(parts)
+
+
+class StatusLine(Static):
+    """One line at the bottom; the model name comes from the file, so it is never markup."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+        self.info = StatusInfo()
+
+    def set(self, **changes: object) -> None:
+        info = replace(self.info, **changes)  # type: ignore[arg-type]
+        if info != self.info:
+            self.info = info
+            # One fixed-size line: a repaint, never a layout pass (that costs the whole screen).
+            self.update(Content(status_text(info)), layout=False)

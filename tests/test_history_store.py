@@ -1,0 +1,523 @@
+"""HistoryStore on real SQLite files: schema, migrations, search, permissions, damage, writers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from r1chat import history
+from r1chat.errors import R1ChatError
+from r1chat.history import HistoryStore, title_from
+from r1chat.prompts import history_messages
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "history.sqlite3"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    s = HistoryStore.open(db_path)
+    yield s
+    s.close()
+
+
+def mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path)
+
+
+def chat(store: HistoryStore, title: str = "t", *pairs: tuple[str, str, str]) -> int:
+    cid = store.new_conversation(title, "r1-7b")
+    for q, think, answer in pairs:
+        store.add_user_message(cid, q)
+        store.add_assistant_message(cid, answer, think, {"seed": 1}, "stop")
+    return cid
+
+
+# --- round trip -----------------------------------------------------------------------------
+
+
+def test_round_trip_survives_reopening(db_path: Path) -> None:
+    with HistoryStore.open(db_path) as s:
+        cid = s.new_conversation("Sums", "r1-7b")
+        q = s.add_user_message(cid, "What is 2+2?")
+        a = s.add_assistant_message(cid, "It is 4.", "2 plus 2 is 4", {"decode_tok_s": 31.5,
+                                    "seed": 7}, "stop")
+    with HistoryStore.open(db_path) as s:
+        conv = s.get_conversation(cid)
+        msgs = s.messages(cid)
+    assert (conv.id, conv.title, conv.model, conv.messages) == (cid, "Sums", "r1-7b", 2)
+    assert conv.created <= conv.updated
+    assert [m.id for m in msgs] == [q, a]
+    user, reply = msgs
+    assert (user.role, user.content, user.thinking, user.stats, user.finish_reason) == (
+        "user", "What is 2+2?", "", None, None)
+    assert (reply.role, reply.content, reply.thinking) == ("assistant", "It is 4.",
+                                                           "2 plus 2 is 4")
+    assert reply.stats == {"decode_tok_s": 31.5, "seed": 7}
+    assert reply.finish_reason == "stop" and not reply.stopped
+
+
+def test_cancelled_reply_is_marked_stopped(store: HistoryStore) -> None:
+    cid = store.new_conversation("t", "m")
+    store.add_user_message(cid, "q")
+    store.add_assistant_message(cid, "", "half a thou", None, "cancelled")
+    assert store.messages(cid)[-1].stopped
+
+
+def test_timestamps_are_utc_iso(store: HistoryStore) -> None:
+    from datetime import datetime, timedelta
+
+    cid = store.new_conversation("t", "m")
+    created = datetime.fromisoformat(store.get_conversation(cid).created)
+    assert created.utcoffset() == timedelta(0)
+    assert abs((datetime.now(created.tzinfo) - created).total_seconds()) < 60
+
+
+def test_list_is_newest_activity_first_with_counts(store: HistoryStore) -> None:
+    a = chat(store, "a", ("q1", "t", "a1"))
+    b = chat(store, "b")
+    assert [c.id for c in store.list_conversations()] == [b, a]
+    store.add_user_message(a, "again")
+    convs = store.list_conversations()
+    assert [(c.id, c.messages) for c in convs] == [(a, 3), (b, 0)]
+    assert [c.id for c in store.list_conversations(limit=1)] == [a]
+    assert store.latest_conversation_id() == a
+
+
+def test_latest_conversation_id_is_none_when_empty(store: HistoryStore) -> None:
+    assert store.latest_conversation_id() is None
+    assert store.list_conversations() == []
+
+
+def test_each_write_is_committed_at_once(db_path: Path, store: HistoryStore) -> None:
+    cid = store.new_conversation("t", "m")
+    store.add_user_message(cid, "saved before generation")
+    # A second connection sees it while the first is still open, mid-"generation".
+    with HistoryStore.open(db_path) as other:
+        assert [m.content for m in other.messages(cid)] == ["saved before generation"]
+
+
+def test_sigkill_after_the_question_keeps_it(db_path: Path) -> None:
+    HistoryStore.open(db_path).close()
+    script = textwrap.dedent(f"""
+        import sys, time
+        from r1chat.history import HistoryStore
+        s = HistoryStore.open({str(db_path)!r})
+        cid = s.new_conversation("kill", "m")
+        s.add_user_message(cid, "first")
+        s.add_assistant_message(cid, "reply", "think", None, "stop")
+        s.add_user_message(cid, "the question")
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    with HistoryStore.open(db_path) as s:
+        cid = s.latest_conversation_id()
+        assert cid is not None
+        assert [m.content for m in s.messages(cid)] == ["first", "reply", "the question"]
+    with raw(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# --- turns ------------------------------------------------------------------------------------
+
+
+def test_turns_drop_thinking_and_skip_unanswered_questions(store: HistoryStore) -> None:
+    cid = store.new_conversation("t", "m")
+    store.add_user_message(cid, "q1")
+    store.add_assistant_message(cid, "a1", "secret reasoning 1", None, "stop")
+    store.add_user_message(cid, "q2 (the process died before replying)")
+    store.add_user_message(cid, "q3")
+    store.add_assistant_message(cid, "", "stopped mid-thought", None, "cancelled")
+    store.add_user_message(cid, "q4")
+    store.add_assistant_message(cid, "a4", "secret reasoning 4", None, "stop")
+    store.add_user_message(cid, "q5 pending")
+    turns = store.turns(cid)
+    assert turns == [("q1", "a1"), ("q3", ""), ("q4", "a4")]
+    sent = " ".join(m.content for m in history_messages(turns))
+    assert "secret" not in sent and "stopped mid-thought" not in sent
+
+
+# --- migrations -------------------------------------------------------------------------------
+
+
+def test_a_new_file_is_created_at_the_current_version(db_path: Path) -> None:
+    assert not db_path.parent.exists()
+    with HistoryStore.open(db_path) as s:
+        assert s.schema_version == history.SCHEMA_VERSION >= 1
+    with raw(db_path) as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert {"conversations", "messages", "messages_fts"} <= names
+
+
+def test_an_empty_file_is_migrated_from_version_0(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    db_path.touch(mode=0o600)
+    with HistoryStore.open(db_path) as s:
+        assert s.schema_version == history.SCHEMA_VERSION
+        assert s.messages(chat(s, "x", ("q", "t", "a"))) != []
+
+
+def test_a_version_0_sqlite_file_keeps_its_own_tables(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with raw(db_path) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.execute("INSERT INTO notes VALUES ('keep me')")
+    db.close()
+    with HistoryStore.open(db_path) as s:
+        assert s.schema_version == history.SCHEMA_VERSION
+        chat(s, "x", ("q", "t", "a"))
+    with raw(db_path) as db:
+        assert db.execute("SELECT body FROM notes").fetchall() == [("keep me",)]
+
+
+def test_migrations_run_in_order_from_the_stored_version(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with HistoryStore.open(db_path) as s:
+        cid = chat(s, "old", ("q", "t", "a"))
+    ran: list[int] = []
+
+    def v2(db: sqlite3.Connection) -> None:
+        ran.append(2)
+        db.execute("ALTER TABLE conversations ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")
+
+    def v3(db: sqlite3.Connection) -> None:
+        ran.append(3)
+        db.execute("UPDATE conversations SET pinned = 1")
+
+    monkeypatch.setattr(history, "MIGRATIONS", [*history.MIGRATIONS, v2, v3])
+    monkeypatch.setattr(history, "SCHEMA_VERSION", 3)
+    with HistoryStore.open(db_path) as s:
+        assert s.schema_version == 3
+        assert s.get_conversation(cid).title == "old"
+    with HistoryStore.open(db_path):
+        pass
+    assert ran == [2, 3]  # once each, in order, and not again on the next open
+    with raw(db_path) as db:
+        assert db.execute("SELECT pinned FROM conversations").fetchall() == [(1,)]
+
+
+def test_a_failing_migration_leaves_the_old_version(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with HistoryStore.open(db_path) as s:
+        cid = chat(s, "old", ("q", "t", "a"))
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("ALTER TABLE conversations ADD COLUMN pinned INTEGER")
+        db.execute("SELECT * FROM no_such_table")
+
+    monkeypatch.setattr(history, "MIGRATIONS", [*history.MIGRATIONS, broken])
+    monkeypatch.setattr(history, "SCHEMA_VERSION", 2)
+    with pytest.raises(R1ChatError, match="no_such_table"):
+        HistoryStore.open(db_path)
+    monkeypatch.undo()
+    with HistoryStore.open(db_path) as s:
+        assert s.schema_version == 1
+        assert s.get_conversation(cid).title == "old"
+    with raw(db_path) as db:
+        cols = [r[1] for r in db.execute("PRAGMA table_info(conversations)")]
+    assert "pinned" not in cols
+
+
+def test_a_newer_schema_is_refused_and_left_alone(db_path: Path) -> None:
+    with HistoryStore.open(db_path) as s:
+        chat(s, "x", ("q", "t", "a"))
+    with raw(db_path) as db:
+        db.execute(f"PRAGMA user_version = {history.SCHEMA_VERSION + 1}")
+    db.close()
+    before = db_path.read_bytes()
+    with pytest.raises(R1ChatError, match="newer") as e:
+        HistoryStore.open(db_path)
+    assert str(db_path) in str(e.value)
+    assert db_path.read_bytes() == before
+
+
+# --- damage -----------------------------------------------------------------------------------
+
+
+def test_random_bytes_are_refused_naming_the_file_untouched(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    junk = os.urandom(8192)
+    db_path.write_bytes(junk)
+    db_path.chmod(0o644)
+    with pytest.raises(R1ChatError, match="not an SQLite database") as e:
+        HistoryStore.open(db_path)
+    assert str(db_path) in str(e.value)
+    assert db_path.read_bytes() == junk and mode(db_path) == 0o644
+    assert sorted(p.name for p in db_path.parent.iterdir()) == [db_path.name]
+
+
+def test_a_damaged_page_is_reported_on_open_untouched(db_path: Path) -> None:
+    with HistoryStore.open(db_path) as s:
+        for i in range(40):
+            chat(s, f"c{i}", (f"question {i} " * 50, "thinking " * 200, f"answer {i} " * 50))
+    with raw(db_path) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'messages'").fetchone()[0]
+    db.close()
+    data = bytearray(db_path.read_bytes())
+    start = (root - 1) * page_size
+    data[start:start + page_size] = os.urandom(page_size)
+    db_path.write_bytes(bytes(data))
+    with pytest.raises(R1ChatError, match="damaged") as e:
+        HistoryStore.open(db_path)
+    assert str(db_path) in str(e.value)
+    assert db_path.read_bytes() == bytes(data)
+
+
+def test_a_directory_in_place_of_the_file_is_reported(db_path: Path) -> None:
+    db_path.mkdir(parents=True)
+    with pytest.raises(R1ChatError, match="directory") as e:
+        HistoryStore.open(db_path)
+    assert str(db_path) in str(e.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_an_unreadable_file_is_reported(db_path: Path) -> None:
+    HistoryStore.open(db_path).close()
+    db_path.chmod(0)
+    try:
+        with pytest.raises(R1ChatError, match="Permission denied") as e:
+            HistoryStore.open(db_path)
+        assert str(db_path) in str(e.value)
+    finally:
+        db_path.chmod(0o600)
+
+
+# --- permissions ------------------------------------------------------------------------------
+
+
+def test_database_wal_and_shm_are_private(db_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with HistoryStore.open(db_path) as s:
+            chat(s, "x", ("q", "t", "a"))
+            wal, shm = Path(f"{db_path}-wal"), Path(f"{db_path}-shm")
+            assert wal.exists() and shm.exists()
+            assert (mode(db_path), mode(wal), mode(shm)) == (0o600, 0o600, 0o600)
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_world_readable_database_is_made_private(db_path: Path) -> None:
+    HistoryStore.open(db_path).close()
+    db_path.chmod(0o644)
+    HistoryStore.open(db_path).close()
+    assert mode(db_path) == 0o600
+
+
+# --- search -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def searchable(store: HistoryStore) -> dict[str, int]:
+    ids = {
+        "primes": chat(store, "Primes", ("Is 97 prime?", "Try dividing by 2, 3, 5 and 7",
+                                         "Yes, 97 is prime.")),
+        "coffee": chat(store, "Coffee", ("Where is the café?", "The user wants a café",
+                                         "Around the corner; AND it is open.")),
+        "cjk": chat(store, "Chinese", ("你好世界是什么意思", "翻译问题", "It means hello world.")),
+    }
+    return ids
+
+
+def test_search_finds_questions_answers_and_thinking(store: HistoryStore,
+                                                     searchable: dict[str, int]) -> None:
+    (hit,) = store.search("dividing")
+    assert (hit.conversation_id, hit.title, hit.role) == (searchable["primes"], "Primes",
+                                                          "assistant")
+    assert "[dividing]" in hit.snippet
+    roles = {h.role for h in store.search("97")}
+    assert roles == {"user", "assistant"}
+    assert {h.message_id for h in store.search("97")} == {
+        m.id for m in store.messages(searchable["primes"])}
+
+
+def test_search_needs_every_word(store: HistoryStore, searchable: dict[str, int]) -> None:
+    assert [h.conversation_id for h in store.search("97 prime yes")] == [searchable["primes"]]
+    assert store.search("97 corner") == []
+
+
+def test_search_folds_case_and_accents_and_takes_prefixes(
+        store: HistoryStore, searchable: dict[str, int]) -> None:
+    coffee = searchable["coffee"]
+    assert {h.conversation_id for h in store.search("CAFE")} == {coffee}
+    assert {h.conversation_id for h in store.search("café")} == {coffee}
+    assert {h.conversation_id for h in store.search("corn*")} == {coffee}
+
+
+def test_search_finds_text_written_without_spaces(store: HistoryStore,
+                                                  searchable: dict[str, int]) -> None:
+    hits = store.search("世界")
+    assert [h.conversation_id for h in hits] == [searchable["cjk"]]
+    assert "[世界]" in hits[0].snippet
+
+
+@pytest.mark.parametrize("query", [
+    '"', 'a"b', "AND", "OR", "NOT prime", "NEAR(prime 97)", "*", "**", "-", "prime -97",
+    "content:prime", "thinking:dividing", "(", ")", "^prime", "'", "\\", '""""', "97 AND",
+    "{content}: x", "prime*)", "🙂", "\x00", "a" * 2000, "%", "_",
+])
+def test_search_accepts_any_text(store: HistoryStore, searchable: dict[str, int],
+                                 query: str) -> None:
+    hits = store.search(query)
+    assert isinstance(hits, list)
+
+
+def test_operators_are_plain_words(store: HistoryStore, searchable: dict[str, int]) -> None:
+    # As operators these would be syntax errors or filters; as words they are just words.
+    assert {h.conversation_id for h in store.search("AND")} == {searchable["primes"],
+                                                                searchable["coffee"]}
+    assert store.search("NOT prime") == []
+    # A column filter would match the thinking; nothing contains the words "thinking dividing".
+    assert store.search("thinking:dividing") == []
+
+
+def test_blank_query_finds_nothing(store: HistoryStore, searchable: dict[str, int]) -> None:
+    assert store.search("   ") == []
+    assert store.search("prime", limit=0) == []
+
+
+def test_search_respects_limit(store: HistoryStore) -> None:
+    for i in range(5):
+        chat(store, f"c{i}", ("needle", "", "hay"))
+    assert len(store.search("needle", limit=3)) == 3
+
+
+# --- rename, delete ---------------------------------------------------------------------------
+
+
+def test_rename(store: HistoryStore) -> None:
+    cid = chat(store, "old")
+    assert store.get_conversation(store.new_conversation(" a\nb ", "m")).title == "a b"
+    store.rename(cid, "  New\n title ")
+    assert store.get_conversation(cid).title == "New title"
+    with pytest.raises(R1ChatError, match="empty"):
+        store.rename(cid, " \n ")
+
+
+def test_delete_cascades_to_messages_and_search(db_path: Path, store: HistoryStore) -> None:
+    keep = chat(store, "keep", ("needle kept", "t", "a"))
+    gone = chat(store, "gone", ("needle gone", "needle thinking", "a"), ("q2", "t", "a"))
+    store.delete(gone)
+    with pytest.raises(R1ChatError, match=f"no conversation {gone}"):
+        store.get_conversation(gone)
+    assert [c.id for c in store.list_conversations()] == [keep]
+    assert {h.conversation_id for h in store.search("needle")} == {keep}
+    with raw(db_path) as db:
+        assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = ?",
+                          (gone,)).fetchone()[0] == 0
+        db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.get_conversation(999),
+    lambda s: s.messages(999),
+    lambda s: s.turns(999),
+    lambda s: s.add_user_message(999, "q"),
+    lambda s: s.add_assistant_message(999, "a"),
+    lambda s: s.rename(999, "t"),
+    lambda s: s.delete(999),
+])
+def test_a_missing_conversation_is_a_user_error(store: HistoryStore, call) -> None:
+    with pytest.raises(R1ChatError, match="no conversation 999"):
+        call(store)
+    assert store.list_conversations() == []
+
+
+# --- titles -----------------------------------------------------------------------------------
+
+
+def test_title_from_question() -> None:
+    assert title_from("\n  What is   2+2?  \nand more") == "What is 2+2?"
+    long = title_from("word " * 40)
+    assert long.endswith("…") and len(long) <= 61 and not long[:-1].endswith(" ")
+    assert len(title_from("x" * 500)) == 61
+    assert title_from("  \n ") == "Untitled"
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from r1chat.history import HistoryStore
+    path, go, tag, n = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    while not go.exists():
+        time.sleep(0.001)
+    s = HistoryStore.open(path)  # both create, switch to WAL and migrate the new file at once
+    for i in range(n):
+        cid = s.new_conversation(f"{tag}{i}", "m")
+        s.add_user_message(cid, f"{tag} question {i}")
+        s.add_assistant_message(cid, f"{tag} answer {i}", "thinking " * 20, {"i": i}, "stop")
+    s.close()
+""")
+
+
+def test_two_processes_writing_at_once_both_succeed(db_path: Path, tmp_path: Path) -> None:
+    n = 150
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db_path), str(go), tag, str(n)],
+                              stderr=subprocess.PIPE) for tag in ("a", "b")]
+    time.sleep(1.0)  # both processes are waiting at the start line
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    with HistoryStore.open(db_path) as s:
+        convs = s.list_conversations()
+        assert len(convs) == 2 * n
+        assert sum(c.messages for c in convs) == 4 * n
+        assert len(s.search("a", limit=1000)) + len(s.search("b", limit=1000)) == 4 * n
+    with raw(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+OPENER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from r1chat.history import HistoryStore
+    go, paths = Path(sys.argv[1]), sys.argv[2:]
+    while not go.exists():
+        time.sleep(0.001)
+    for p in paths:
+        with HistoryStore.open(Path(p)) as s:
+            s.new_conversation("t", "m")
+""")
+
+
+def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    files = [str(tmp_path / f"h{i}.sqlite3") for i in range(60)]
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(go), *files],
+                              stderr=subprocess.PIPE) for _ in range(3)]
+    time.sleep(1.0)
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    for f in files:
+        with HistoryStore.open(Path(f)) as s:
+            assert len(s.list_conversations()) == 3

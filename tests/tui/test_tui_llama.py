@@ -1,0 +1,40 @@
+"""The TUI on real llama.cpp: the scripted tiny GGUF loads in the background and its exact
+thinking and answer reach the screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Markdown
+from tiny_models import SCRIPT_ANSWER, SCRIPT_THINKING
+from tui_support import wait_until
+
+from r1chat.config import Settings
+from r1chat.tui.app import R1ChatApp
+from r1chat.tui.widgets.message import ThinkingText, TurnView
+
+
+async def test_real_model_streams_exact_thinking_and_answer(scripted_model: Path,
+                                                           r1home: Path) -> None:
+    from r1chat.cli import load_engine
+
+    settings = Settings(model=str(scripted_model), ctx=512, thinking="open", seed=1)
+    app = R1ChatApp(settings, engine_factory=lambda: load_engine(settings, quiet=True))
+    async with app.run_test(size=(130, 40)) as pilot:
+        await pilot.press(*"What is 2+2?")  # typed while the model may still be loading
+        await wait_until(lambda: app.engine is not None, pilot, timeout=60)
+        assert "tiny-r1-scripted" in str(app.status.content)
+        await pilot.press("enter")
+        await wait_until(lambda: app.turns, pilot, timeout=60)
+        view = app.query_one(TurnView)
+        assert view.query_one(ThinkingText).text.strip() == SCRIPT_THINKING.strip()
+        assert view.query_one(".answer", Markdown).source == SCRIPT_ANSWER
+        assert app.turns == [("What is 2+2?", SCRIPT_ANSWER)]
+        assert view.query_one(".boxed").content.plain == "4"  # type: ignore[attr-defined]
+        assert str(view.pane.title).startswith("Thought for ")
+        assert "ctx " in str(app.status.content) and "tok/s" in str(app.status.content)
+        # A second turn on the same engine (KV cache reuse path) works too.
+        await pilot.press(*"And 3+3?", "enter")
+        await wait_until(lambda: len(app.turns) == 2, pilot, timeout=60)
+        assert app.turns[1][1] == SCRIPT_ANSWER
+    app.engine.close()  # type: ignore[union-attr]

@@ -1,0 +1,77 @@
+"""TUI test helpers: an engine that pauses mid-reply, a frozen clock, and waiting on the app."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+
+from r1chat.engine import Event, SamplingParams
+from r1chat.prompts import ChatMessage
+from r1chat.scripted import ScriptedEngine
+
+# R1-like text: thinking, then a Markdown answer with a code block and a boxed result.
+THINKING = (
+    "The user asks for the sum of the first 10 positive integers.\n"
+    "Gauss's trick: pair 1 with 10, 2 with 9, and so on: five pairs of 11.\n"
+    "5 × 11 = 55. Let me double-check with the formula n(n+1)/2 = 10·11/2 = 55.\n"
+)
+ANSWER = (
+    "## Sum of 1..10\n\n"
+    "Pair the numbers from both ends:\n\n"
+    "- 1 + 10 = 11\n- 2 + 9 = 11\n- … five pairs in all\n\n"
+    "```python\nprint(sum(range(1, 11)))\n```\n\n"
+    "So the answer is $\\boxed{55}$."
+)
+REPLY = f"{THINKING}</think>\n\n{ANSWER}"
+
+
+class GatedEngine:
+    """A ScriptedEngine that stops after `pause_after` tokens until `gate` is set.
+
+    Freezes the app mid-thinking for assertions and snapshots; everything else is the real
+    scripted stream.
+    """
+
+    def __init__(self, reply: str, pause_after: int, **kw: object) -> None:
+        self.inner = ScriptedEngine(reply, **kw)  # type: ignore[arg-type]
+        self.info = self.inner.info
+        self.requests = self.inner.requests
+        self.pause_after = pause_after
+        self.gate = threading.Event()
+        self.paused = threading.Event()
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        return self.inner.count_tokens(messages)
+
+    def stream(self, messages: list[ChatMessage], params: SamplingParams,
+               cancel: threading.Event | None = None) -> Iterator[Event]:
+        for n, ev in enumerate(self.inner.stream(messages, params, cancel)):
+            if n == self.pause_after:
+                self.paused.set()
+                while not self.gate.wait(0.02):
+                    if cancel is not None and cancel.is_set():
+                        break
+            yield ev
+
+    def close(self) -> None:
+        self.gate.set()
+
+
+class FrozenClock:
+    """A clock that moves only when told to, for stable titles and speeds."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def wait_until(cond: Callable[[], object], pilot: object, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.02)  # type: ignore[attr-defined]
