@@ -8,13 +8,9 @@ from typing import Annotated
 
 import typer
 
-config_app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    no_args_is_help=True,
-    help="Show the config file's path and the settings in effect.",
-)
+from r1chat.commands import sub_app
+
+config_app = sub_app("Show the config file's path and the settings in effect.")
 
 
 @config_app.command("path")

@@ -16,18 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from r1chat.commands import sub_app
 from r1chat.sanitize import safe_json
 
 if TYPE_CHECKING:
     from r1chat.history import Conversation, HistoryStore, Message
 
-history_app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    no_args_is_help=True,
-    help="List, show, search, export, rename and delete saved conversations.",
-)
+history_app = sub_app("List, show, search, export, rename and delete saved conversations.")
 
 IdArg = Annotated[int, typer.Argument(help="Conversation id (see `r1chat history list`)",
                                       metavar="ID")]

@@ -8,13 +8,9 @@ from typing import Annotated
 
 import typer
 
-models_app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    no_args_is_help=True,
-    help="List, download and remove models (GGUF files from Hugging Face).",
-)
+from r1chat.commands import sub_app
+
+models_app = sub_app("List, download and remove models (GGUF files from Hugging Face).")
 
 RefArg = Annotated[str, typer.Argument(help="A catalogue alias (r1-7b, …) or REPO:FILE.gguf",
                                        metavar="MODEL")]
