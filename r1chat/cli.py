@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -123,13 +123,17 @@ def build_question(args: list[str] | None, piped: str | None, preset: str | None
     return apply_preset(question, preset)
 
 
-def load_engine(settings: Any, *, quiet: bool) -> Any:
-    """Resolve, validate and load the model, fitted to the GPU, with a spinner on a terminal."""
+def load_engine(settings: Any, *, quiet: bool,
+                on_download: Callable[[int, int | None], None] | None = None) -> Any:
+    """Resolve, validate and load the model, fitted to the GPU, with a spinner on a terminal.
+
+    `on_download(done, total)` reports a first-use download instead of the terminal's bar.
+    """
     from r1chat.gguf_header import read_header
     from r1chat.hardware import load_fitted
     from r1chat.models import resolve
 
-    ref, path = resolve(settings.model)
+    ref, path = resolve(settings.model, progress=on_download)
     header = read_header(path)
     name = ref.name if ref.path is None else None
     if quiet or not sys.stderr.isatty():

@@ -7,11 +7,13 @@ to be a complete GGUF of the expected architecture before r1chat accepts it.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from r1chat.errors import R1ChatError
 
@@ -150,8 +152,15 @@ def validate_gguf(path: Path, arch: str | None = None) -> GGUFHeader:
     return header
 
 
-def resolve(ref: str | None, *, download: bool = True) -> tuple[ModelRef, Path]:
-    """The local GGUF file for `ref`, fetching it from Hugging Face on first use."""
+DownloadProgress = Callable[[int, "int | None"], None]
+
+
+def resolve(ref: str | None, *, download: bool = True,
+            progress: DownloadProgress | None = None) -> tuple[ModelRef, Path]:
+    """The local GGUF file for `ref`, fetching it from Hugging Face on first use.
+
+    `progress(done_bytes, total_bytes)` replaces the terminal progress bar (the TUI uses it).
+    """
     m = parse_ref(ref)
     if m.path is not None:
         if not m.path.exists():
@@ -164,7 +173,25 @@ def resolve(ref: str | None, *, download: bool = True) -> tuple[ModelRef, Path]:
     if not download:
         raise R1ChatError(f"model {m.name} ({m.where}) is not downloaded: run `r1chat models pull"
                           f" {_pull_arg(m)}` or {LOCAL_HINT}")
-    return m, _download(m)
+    return m, _download(m, progress)
+
+
+def _reporting_tqdm(progress: DownloadProgress) -> type:
+    """A tqdm class that reports to `progress` instead of drawing on the terminal."""
+    from tqdm import tqdm
+
+    class Reporting(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["file"] = io.StringIO()
+            kwargs["disable"] = False
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            progress(int(self.n), int(self.total) if self.total else None)
+            return shown
+
+    return Reporting
 
 
 def cached_path(m: ModelRef) -> Path | None:
@@ -183,7 +210,7 @@ def _pull_arg(m: ModelRef) -> str:
     return m.name if m.name in CATALOG else f"{m.repo}:{m.filename}"
 
 
-def _download(m: ModelRef) -> Path:
+def _download(m: ModelRef, progress: DownloadProgress | None = None) -> Path:
     """Fetch a hub file into the cache and check it, removing it again if it is not usable."""
     assert m.repo and m.filename
     if hub_offline():
@@ -211,8 +238,9 @@ def _download(m: ModelRef) -> Path:
     try:
         # A progress bar, retries that resume with a ranged GET when the connection drops, and an
         # atomic rename into the cache: a half-written file is never taken for the model.
+        tqdm_class = _reporting_tqdm(progress) if progress is not None else None
         path = Path(hf_hub_download(m.repo, m.filename, revision=m.revision,
-                                    cache_dir=model_cache_dir()))
+                                    cache_dir=model_cache_dir(), tqdm_class=tqdm_class))
     except LocalEntryNotFoundError:  # the hub could not be reached and nothing is cached
         raise R1ChatError(f"cannot reach the Hugging Face hub to download {m.where}; check the"
                           f" network (or HF_ENDPOINT), or {LOCAL_HINT}") from None

@@ -353,3 +353,31 @@ def test_pull_without_network_is_one_clear_line(tmp_path: Path) -> None:
 def test_pull_of_a_local_file_only_checks_it(tmp_path: Path, noise_model: Path) -> None:
     r = pull(tmp_path, "http://127.0.0.1:9", str(noise_model))
     assert r.returncode == 0 and r.stdout.strip() == str(noise_model)
+
+
+PROGRESS_SCRIPT = """
+import json
+from r1chat.models import resolve
+seen = []
+ref, path = resolve("someone/Tiny-GGUF:tiny.gguf", progress=lambda d, t: seen.append((d, t)))
+print(json.dumps({"path": str(path), "seen": seen}))
+"""
+
+
+def test_download_progress_is_reported_to_a_callback(hub: FakeHub, tmp_path: Path,
+                                                      noise_model: Path) -> None:
+    data = noise_model.read_bytes()
+    hub.files["someone/Tiny-GGUF/tiny.gguf"] = data
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("R1CHAT_", "HF_")) and k != "TRANSFORMERS_OFFLINE"}
+    env.update({"R1CHAT_HOME": str(tmp_path), "HF_ENDPOINT": hub.url,
+                "HF_HUB_DISABLE_TELEMETRY": "1"})
+    r = subprocess.run([sys.executable, "-c", PROGRESS_SCRIPT], capture_output=True, text=True,
+                       timeout=120, env=env, check=False)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert Path(out["path"]).read_bytes() == data
+    seen = out["seen"]
+    assert seen and seen[-1] == [len(data), len(data)]
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert "%|" not in r.stderr  # no terminal progress bar drawn

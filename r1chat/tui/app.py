@@ -138,6 +138,7 @@ class R1ChatApp(App[None]):
         self._after_turn: Callable[[], Awaitable[None]] | None = None
         self._drain_timer: Timer | None = None
         self._draining = False
+        self._download_shown = 0.0
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
 
@@ -193,6 +194,15 @@ class R1ChatApp(App[None]):
             self.store = None
 
     # --- loading ---
+
+    def download_progress(self, done: int, total: int | None) -> None:
+        """From the loading thread: a first-use download's progress, in the status line."""
+        now = time.monotonic()
+        if now - self._download_shown < 0.25 and (total is None or done < total):
+            return
+        self._download_shown = now
+        shown = f"{done / 1e9:.2f} of {total / 1e9:.2f} GB" if total else f"{done / 1e9:.2f} GB"
+        self.call_from_thread(self.status.set, download=shown)
 
     @work(thread=True, exclusive=True, group="load")
     def _load_engine(self, factory: EngineFactory) -> None:
@@ -694,7 +704,8 @@ def run_app(settings: Settings, resume: int | None = None,
     def load() -> Engine:
         from r1chat.cli import load_engine
 
-        return load_engine(settings, quiet=True)  # type: ignore[no-any-return]
+        return load_engine(settings, quiet=True,  # type: ignore[no-any-return]
+                           on_download=app.download_progress)
 
     store: HistoryStore | None = None
     error: R1ChatError | None = None

@@ -16,6 +16,8 @@ from textual.widgets import Button, Input, Static
 class ConfirmScreen(ModalScreen[bool]):
     """Dismissed with True only by the confirm button (or y); Esc, n and Cancel say no."""
 
+    AUTO_FOCUS = "#cancel"  # the safe choice: Enter right away cancels
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "answer(False)", "Cancel"),
         Binding("y", "answer(True)", "Yes"),
@@ -33,10 +35,6 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Button(Content(self.confirm), variant="error", id="confirm")
                 yield Button(Content("Cancel"), id="cancel")
 
-    def on_mount(self) -> None:
-        # The safe choice has the focus: Enter right away cancels.
-        self.query_one("#cancel", Button).focus()
-
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm")
@@ -47,6 +45,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
 class TextPromptScreen(ModalScreen[str | None]):
     """Asks for one line of text; Enter gives it back, Esc gives None."""
+
+    AUTO_FOCUS = "#dialog-input"
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 

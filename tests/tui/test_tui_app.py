@@ -326,3 +326,27 @@ async def test_f1_shows_the_keys() -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert type(app.screen).__name__ != "HelpScreen"
+
+
+async def test_download_progress_shows_in_the_status_line() -> None:
+    import threading
+
+    from r1chat.config import Settings
+    from r1chat.tui.app import R1ChatApp
+
+    release = threading.Event()
+    app: R1ChatApp
+
+    def slow_factory():
+        app.download_progress(1_200_000_000, 4_680_000_000)
+        release.wait(10)
+        raise RuntimeError("stop here")
+
+    app = R1ChatApp(Settings(), engine_factory=slow_factory)
+    async with app.run_test() as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if "downloading" in str(app.status.content):
+                break
+        assert "downloading 1.20 of 4.68 GB" in str(app.status.content)
+        release.set()

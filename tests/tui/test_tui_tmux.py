@@ -61,10 +61,12 @@ def test_tui_answers_in_a_real_terminal(scripted_model: Path, tmp_path: Path) ->
         term.wait_for("Ask something", 30)
         term.wait_for("tiny-r1-scripted", 60)  # the status line, once the model has loaded
         term.tmux("send-keys", "-t", term.target, "-l", "What is 2+2?")
+        term.wait_for("What is 2+2?", 30)  # typed into the prompt before Enter is pressed
         term.tmux("send-keys", "-t", term.target, "Enter")
         shown = term.wait_for("So the answer is", 60)
         assert "What is 2+2?" in shown
-        assert "Thought for" in shown
+        # The pane's final title comes when the turn ends, a frame or so after the answer.
+        term.wait_for("Thought for", 30)
         term.tmux("send-keys", "-t", term.target, "C-q")
         end = time.monotonic() + 15
         while term.alive() and time.monotonic() < end:
@@ -72,3 +74,10 @@ def test_tui_answers_in_a_real_terminal(scripted_model: Path, tmp_path: Path) ->
         assert not term.alive(), "r1chat did not quit on Ctrl+Q"
     finally:
         term.close()
+    from r1chat.history import HistoryStore
+
+    [db] = home.rglob("history.sqlite3")
+    with HistoryStore.open(db) as store:
+        [conv] = store.list_conversations()
+        assert conv.title == "What is 2+2?"
+        assert [m.role for m in store.messages(conv.id)] == ["user", "assistant"]

@@ -22,12 +22,13 @@ class StatusInfo:
     tok_s: float | None = None
     ttft_s: float | None = None
     preset: str | None = None
+    download: str = ""  # "1.2 of 4.7 GB" while a first-use download runs
 
 
 def status_text(s: StatusInfo) -> str:
     parts = [s.model or "no model"]
     if s.state == "loading":
-        parts.append("loading…")
+        parts.append(f"downloading {s.download}…" if s.download else "loading…")
     elif s.state == "error":
         parts.append("not loaded")
     else:

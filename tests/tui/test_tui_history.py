@@ -1,0 +1,271 @@
+"""The TUI and the history store: what is saved when, and the sidebar over a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+from tui_support import ANSWER, REPLY, THINKING, GatedEngine, wait_until
+
+from r1chat.errors import R1ChatError
+from r1chat.history import HistoryStore, title_from
+from r1chat.prompts import ChatMessage
+from r1chat.scripted import ScriptedEngine
+from r1chat.tui.app import R1ChatApp, run_app
+from r1chat.tui.dialogs import ConfirmScreen, TextPromptScreen
+from r1chat.tui.widgets.message import ThinkingText, TurnView
+
+WIDE = (130, 40)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> HistoryStore:
+    with HistoryStore.open(tmp_path / "history.db") as s:
+        yield s  # type: ignore[misc]
+
+
+def idle(app: R1ChatApp) -> bool:
+    return app.generation is None
+
+
+async def ask(pilot, app: R1ChatApp, question: str) -> None:  # type: ignore[no-untyped-def]
+    n = len(app.query(TurnView))
+    app.prompt.focus()
+    app.prompt.insert(question)
+    await pilot.press("enter")
+    await wait_until(lambda: len(app.query(TurnView)) > n, pilot)
+
+
+def saved(store: HistoryStore, thinking: str, answer: str, *questions: str) -> int:
+    cid = store.new_conversation(title_from(questions[0]), "r1-7b")
+    for q in questions:
+        store.add_user_message(cid, q)
+        store.add_assistant_message(cid, answer, thinking, {"thinking_tokens": 9}, "stop")
+    return cid
+
+
+def titles(app: R1ChatApp) -> list[str]:
+    lst = app.sidebar.list
+    return [lst.get_option_at_index(i).prompt.plain  # type: ignore[union-attr]
+            for i in range(lst.option_count)]
+
+
+async def test_the_question_is_committed_before_the_reply_and_the_reply_after(
+        store: HistoryStore) -> None:
+    engine = GatedEngine(REPLY, pause_after=10)
+    app = R1ChatApp(engine=engine, store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await ask(pilot, app, "Sum of 1 to 10?\nShow the steps.")
+        await wait_until(engine.paused.is_set, pilot)
+        # A second connection sees only what is committed.
+        with HistoryStore.open(store.path) as other:
+            [conv] = other.list_conversations()
+            assert conv.title == "Sum of 1 to 10?"
+            assert [(m.role, m.content) for m in other.messages(conv.id)] == [
+                ("user", "Sum of 1 to 10?\nShow the steps.")]
+        engine.gate.set()
+        await wait_until(lambda: idle(app), pilot)
+    reply = store.messages(conv.id)[-1]
+    assert (reply.role, reply.content, reply.thinking) == ("assistant", ANSWER, THINKING)
+    assert reply.finish_reason == "stop"
+    assert reply.stats is not None and reply.stats["completion_tokens"] > 0
+
+
+async def test_a_reply_stopped_with_escape_is_saved_as_cancelled(store: HistoryStore) -> None:
+    engine = GatedEngine(REPLY, pause_after=10)
+    app = R1ChatApp(engine=engine, store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await ask(pilot, app, "q")
+        await wait_until(engine.paused.is_set, pilot)
+        await pilot.press("escape")
+        await wait_until(lambda: idle(app), pilot)
+    cid = store.latest_conversation_id()
+    assert cid is not None
+    reply = store.messages(cid)[-1]
+    assert reply.stopped and reply.content == ""
+    assert reply.thinking and THINKING.startswith(reply.thinking)
+
+
+async def test_a_second_turn_goes_into_the_same_conversation(store: HistoryStore) -> None:
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await ask(pilot, app, "first")
+        await wait_until(lambda: idle(app), pilot)
+        await ask(pilot, app, "second")
+        await wait_until(lambda: idle(app) and len(app.turns) == 2, pilot)
+        await pilot.press("ctrl+n")
+        await ask(pilot, app, "third")
+        await wait_until(lambda: idle(app) and len(app.turns) == 1, pilot)
+    convs = store.list_conversations()
+    assert [(c.title, c.messages) for c in convs] == [("third", 2), ("first", 4)]
+
+
+async def test_opening_from_the_sidebar_continues_without_earlier_thinking(
+        store: HistoryStore) -> None:
+    cid = saved(store, "old thinking", "old answer", "old question")
+    saved(store, "x", "y", "another chat")
+    engine = ScriptedEngine(REPLY)
+    app = R1ChatApp(engine=engine, store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("ctrl+s")
+        assert app.sidebar.is_open and app.focused is app.sidebar.list
+        assert titles(app) == ["another chat", "old question"]
+        await pilot.press("down", "enter")
+        await wait_until(lambda: app.conversation_id == cid and app.query(TurnView), pilot)
+        [view] = app.query(TurnView)
+        assert view.folded and view.query_one(ThinkingText).text == "old thinking"
+        assert view.answer == "old answer" and str(view.pane.title) == "Thought · 9 tokens"
+        assert app.focused is app.prompt
+        await ask(pilot, app, "new question")
+        await wait_until(lambda: idle(app), pilot)
+    assert engine.requests[0] == [ChatMessage("user", "old question"),
+                                  ChatMessage("assistant", "old answer"),
+                                  ChatMessage("user", "new question")]
+    assert [m.content for m in store.messages(cid)] == [
+        "old question", "old answer", "new question", ANSWER]
+
+
+async def test_delete_asks_first_and_cancel_keeps_it(store: HistoryStore) -> None:
+    keep = saved(store, "t", "a", "keep me")
+    gone = saved(store, "t", "a", "delete me")
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("ctrl+s")
+        assert titles(app)[0] == "delete me"
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")  # the focused button is Cancel
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert {c.id for c in store.list_conversations()} == {keep, gone}
+        await pilot.press("d")
+        await pilot.click("#confirm")
+        await wait_until(lambda: titles(app) == ["keep me"], pilot)
+    assert [c.id for c in store.list_conversations()] == [keep]
+    with pytest.raises(R1ChatError):
+        store.messages(gone)
+
+
+async def test_deleting_the_open_conversation_starts_a_new_chat(store: HistoryStore) -> None:
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await ask(pilot, app, "doomed")
+        await wait_until(lambda: idle(app), pilot)
+        await app.run_action("delete_conversation")
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen), pilot)
+        await pilot.press("y")
+        await wait_until(lambda: app.conversation_id is None and not app.query(TurnView), pilot)
+        assert app.turns == []
+    assert store.list_conversations() == []
+
+
+async def test_search_filters_the_list(store: HistoryStore) -> None:
+    saved(store, "thinking about primes", "2, 3, 5", "primes below 10")
+    saved(store, "thinking about rivers", "the Nile", "longest river")
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("ctrl+s")
+        app.sidebar.search_box.focus()
+        await pilot.press(*"nile")
+        await wait_until(lambda: [t.split("\n")[0] for t in titles(app)] == ["longest river"],
+                         pilot)
+        assert "Nile" in titles(app)[0]
+        await pilot.press(*"zzz")
+        await wait_until(lambda: titles(app) == ["No matches"], pilot)
+        app.sidebar.query_one(Input).value = ""
+        await wait_until(lambda: len(titles(app)) == 2, pilot)
+
+
+async def test_rename_from_the_sidebar(store: HistoryStore) -> None:
+    cid = saved(store, "t", "a", "old title")
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("ctrl+s", "r")
+        assert isinstance(app.screen, TextPromptScreen)
+        box = app.screen.query_one(Input)
+        assert box.value == "old title" and app.focused is box
+        box.value = "new [b]title[/"
+        await pilot.press("enter")
+        await wait_until(lambda: titles(app) == ["new [b]title[/"], pilot)
+    assert store.get_conversation(cid).title == "new [b]title[/"
+
+
+async def test_titles_are_text_not_markup(store: HistoryStore) -> None:
+    saved(store, "t", "a", "[link=x]click[/link] \x1b[31mred [/]")
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("f5")
+        assert titles(app) == ["[link=x]click[/link] red [/]"]
+        await pilot.press("f5")
+        assert not app.sidebar.is_open and app.focused is app.prompt
+
+
+async def test_resume_by_id_shows_the_turns_and_sends_them_back(store: HistoryStore) -> None:
+    cid = saved(store, "th", "a1", "q1", "q2")
+    saved(store, "x", "y", "newer")
+    engine = ScriptedEngine(REPLY)
+    app = R1ChatApp(engine=engine, store=store, resume=cid)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_until(lambda: len(app.query(TurnView)) == 2, pilot)
+        assert all(v.folded for v in app.query(TurnView))
+        await ask(pilot, app, "q3")
+        await wait_until(lambda: idle(app), pilot)
+    assert [m.content for m in engine.requests[0]] == ["q1", "a1", "q2", "a1", "q3"]
+
+
+async def test_continue_opens_the_latest(store: HistoryStore) -> None:
+    saved(store, "x", "y", "older")
+    latest = saved(store, "x", "y", "latest")
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store, continue_latest=True)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_until(lambda: app.query(TurnView), pilot)
+        assert app.conversation_id == latest
+        assert app.query(TurnView).first().question == "latest"
+
+
+async def test_resume_of_an_unknown_id_is_shown_and_the_chat_goes_on(
+        store: HistoryStore) -> None:
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store, resume=99)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        notes = [str(n.content) for n in app.query(".note.-error")]  # type: ignore[attr-defined]
+        assert notes and "no conversation 99" in notes[0]
+        await ask(pilot, app, "fresh")
+        await wait_until(lambda: idle(app), pilot)
+    assert [c.title for c in store.list_conversations()] == ["fresh"]
+
+
+def test_run_app_refuses_an_unknown_id_before_starting(tmp_path: Path) -> None:
+    from r1chat.config import Settings
+
+    with pytest.raises(R1ChatError, match="no conversation 42"):
+        run_app(Settings(), resume=42)
+
+
+async def test_a_corrupt_history_is_reported_and_left_alone(tmp_path: Path) -> None:
+    bad = tmp_path / "history.db"
+    bad.write_bytes(b"not a database at all" * 10)
+    before = bad.read_bytes()
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), open_store=lambda: HistoryStore.open(bad))
+    async with app.run_test(size=WIDE) as pilot:
+        note = app.query_one("#history-error")
+        assert "not an SQLite database" in str(note.content)  # type: ignore[attr-defined]
+        await ask(pilot, app, "still works?")
+        await wait_until(lambda: idle(app), pilot)
+        assert app.turns == [("still works?", ANSWER)]
+        await pilot.press("ctrl+s")
+        assert titles(app) == ["History is off"]
+    assert bad.read_bytes() == before
+
+
+async def test_the_default_store_lives_under_r1chat_home(
+        _private_history: Path) -> None:
+    app = R1ChatApp(engine=ScriptedEngine(REPLY))
+    async with app.run_test(size=WIDE) as pilot:
+        await ask(pilot, app, "where am I saved?")
+        await wait_until(lambda: idle(app), pilot)
+        assert app.store is not None
+        path = app.store.path
+    assert path.is_relative_to(_private_history)
+    with HistoryStore.open(path) as s:
+        assert [c.title for c in s.list_conversations()] == ["where am I saved?"]
