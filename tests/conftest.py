@@ -77,6 +77,13 @@ def r1home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def user_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a user whose r1chat files live under `home`, hub offline."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("R1CHAT_")}
+    env.update({"R1CHAT_HOME": str(home), "HF_HUB_OFFLINE": "1"}, **extra)
+    return env
+
+
 def run_cli(
     *args: str,
     home: Path,
@@ -85,9 +92,7 @@ def run_cli(
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `python -m r1chat ARGS` as a user would, with piped stdio."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("R1CHAT_")}
-    full_env.update({"R1CHAT_HOME": str(home), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"})
-    full_env.update(env or {})
+    full_env = user_env(home, NO_COLOR="1", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "r1chat", *args],
         input=stdin if stdin is not None else b"",

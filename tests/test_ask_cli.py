@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import tiny_models
+from conftest import user_env
 
 
 def one_line_error(proc: subprocess.CompletedProcess[bytes], *needles: str) -> str:
@@ -117,8 +118,7 @@ def test_offline_default_model_says_how_to_pass_a_file(cli) -> None:
 
 
 def test_sigint_stops_generation_and_exits_130(r1home: Path, noise_model: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("R1CHAT_")}
-    env.update({"R1CHAT_HOME": str(r1home), "HF_HUB_OFFLINE": "1"})
+    env = user_env(r1home)
     proc = subprocess.Popen(
         [sys.executable, "-m", "r1chat", "ask", "--model", str(noise_model), "--json",
          "--max-tokens", "100000", "hi"],
@@ -138,8 +138,7 @@ def test_sigint_stops_generation_and_exits_130(r1home: Path, noise_model: Path) 
 
 
 def test_closed_pipe_exits_quietly(r1home: Path, smollm2_model: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("R1CHAT_")}
-    env.update({"R1CHAT_HOME": str(r1home), "HF_HUB_OFFLINE": "1"})
+    env = user_env(r1home)
     proc = subprocess.Popen(
         [sys.executable, "-m", "r1chat", "ask", "--model", str(smollm2_model), "--max-tokens",
          "400", "--seed", "1", "Write a long story about a dragon."],
@@ -157,9 +156,7 @@ def test_closed_pipe_exits_quietly(r1home: Path, smollm2_model: Path) -> None:
 
 
 def test_terminal_output_renders_thinking_and_markdown(r1home: Path, scripted_model) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("R1CHAT_")}
-    env.update({"R1CHAT_HOME": str(r1home), "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color",
-                "COLUMNS": "100", "LINES": "40"})
+    env = user_env(r1home, TERM="xterm-256color", COLUMNS="100", LINES="40")
     env.pop("NO_COLOR", None)
     master, slave = pty.openpty()
     proc = subprocess.Popen(

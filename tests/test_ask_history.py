@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import tiny_models
+from conftest import user_env
 
 
 def history_list(cli) -> list[dict]:
@@ -72,8 +72,7 @@ def test_corrupt_history_is_reported_and_kept(cli, scripted_model: Path, r1home:
 
 def test_sigkill_mid_generation_keeps_the_database_whole(r1home: Path, scripted_model: Path,
                                                           noise_model: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("R1CHAT_")}
-    env.update({"R1CHAT_HOME": str(r1home), "HF_HUB_OFFLINE": "1"})
+    env = user_env(r1home)
 
     def ask(*args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "r1chat", "ask", *args],
