@@ -184,12 +184,14 @@ class R1ChatApp(App[None]):
         self._load_engine(self._factory)
 
     def on_unmount(self) -> None:
-        # Quitting mid-reply: let the decoding thread stop at its next token.
-        if self.generation is not None:
-            self.generation.cancel.set()
+        # Quitting mid-reply: the decoding thread stops at its next token, and what came is saved
+        # as stopped here (the UI timer that normally records it no longer runs).
+        gen = self.generation
+        if gen is not None:
+            gen.cancel.set()
+            if gen.thread_done.wait(5) and gen.buffer.result is not None:
+                self._save_reply(gen.buffer.result)
         if self._owns_store and self.store is not None:
-            if self.generation is not None:
-                self.generation.thread_done.wait(5)
             self.store.close()
             self.store = None
 

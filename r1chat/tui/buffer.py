@@ -87,6 +87,12 @@ class TurnBuffer:
             self._error = error
             self._done = True
 
+    @property
+    def result(self) -> TurnResult | None:
+        """The finished turn, once the decoding thread has handed it over."""
+        with self._lock:
+            return self._result
+
     def take(self) -> Chunk:
         with self._lock:
             think, self._think = "".join(self._think), []

@@ -269,3 +269,19 @@ async def test_the_default_store_lives_under_r1chat_home(
     assert path.is_relative_to(_private_history)
     with HistoryStore.open(path) as s:
         assert [c.title for c in s.list_conversations()] == ["where am I saved?"]
+
+
+async def test_quitting_mid_reply_saves_what_came_as_stopped(store: HistoryStore) -> None:
+    engine = GatedEngine(REPLY, pause_after=10)
+    app = R1ChatApp(engine=engine, store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await ask(pilot, app, "q")
+        await wait_until(engine.paused.is_set, pilot)
+        await pilot.press("ctrl+q")
+    cid = store.latest_conversation_id()
+    assert cid is not None
+    roles = [m.role for m in store.messages(cid)]
+    assert roles == ["user", "assistant"]
+    reply = store.messages(cid)[-1]
+    assert reply.stopped
+    assert reply.thinking and THINKING.startswith(reply.thinking)
