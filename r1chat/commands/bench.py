@@ -14,11 +14,6 @@ PromptOpt = Annotated[int, typer.Option("--prompt-tokens", "-p", help="Prompt le
                       "for time to first token and prefill speed", min=16)]
 
 
-def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"r1chat: error: {message}\n")
-    raise typer.Exit(code)
-
-
 def _fmt(key: str, value: Any) -> str:
     if value is None:
         return "n/a"
@@ -68,13 +63,10 @@ def bench(
                        "cores)", min=1)] = None,
 ) -> None:
     """Measure load time, time to first token, prefill and decode speed on this machine."""
-    from r1chat.errors import R1ChatError
+    from r1chat.cli import user_errors
 
-    try:
+    with user_errors():
         result = _run(model, tokens, prompt_tokens, ctx, gpu_layers, threads, quiet=json_out)
-    except R1ChatError as e:
-        _fail(str(e), e.exit_code)
-        return
     if json_out:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
