@@ -273,6 +273,8 @@ class R1ChatApp(App[None]):
         self.conversation.anchor()
         gen = Generation(view, question, TurnBuffer(self._clock), self._clock())
         self.generation = gen
+        # Esc (Stop) shows in the footer only while a reply runs.
+        self.refresh_bindings()
         s = self.settings
         params = SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                                 max_tokens=s.max_tokens, seed=s.seed)
@@ -368,6 +370,7 @@ class R1ChatApp(App[None]):
         # next turn never drives the engine while this one's thread still holds it.
         gen.thread_done.wait(5)
         self.generation = None
+        self.refresh_bindings()
         if self._drain_timer is not None:
             self._drain_timer.pause()
         if self._after_turn is not None:
@@ -597,6 +600,7 @@ class R1ChatApp(App[None]):
         if gen is not None:
             gen.cancel.set()
             self.status.set(state="stopped")
+            self.refresh_bindings()
 
     async def action_new_chat(self) -> None:
         await self._when_idle(self._clear_chat)

@@ -7,6 +7,7 @@ then look at the SVGs under tests/tui/__snapshots__/.
 from __future__ import annotations
 
 from textual.pilot import Pilot
+from textual.widgets._footer import FooterKey
 from tui_support import REPLY, FrozenClock, GatedEngine, wait_until
 
 from r1chat.config import Settings
@@ -36,10 +37,16 @@ async def _ask(pilot: Pilot[None]) -> TurnView:
     return app.query(TurnView).last()
 
 
+def _footer_shows(app: R1ChatApp, description: str) -> bool:
+    return any(key.description == description for key in app.query(FooterKey))
+
+
 async def _finish(pilot: Pilot[None]) -> None:
     app = pilot.app
     assert isinstance(app, R1ChatApp)
     await wait_until(lambda: app.generation is None and app.turns, pilot)
+    # The footer recomposes its keys on its own schedule: wait until Stop has gone from it.
+    await wait_until(lambda: not _footer_shows(app, "Stop"), pilot)
     # Speeds come from the wall clock: pin them.
     app.status.set(tok_s=42.5, ttft_s=0.31)
     app.prompt.cursor_blink = False
@@ -68,6 +75,7 @@ def test_thinking_in_progress(snap_compare) -> None:  # type: ignore[no-untyped-
         await wait_until(engine.paused.is_set, pilot)
         clock.t += 12
         await wait_until(lambda: str(view.pane.title) == "Thinking… 12s · 40 tokens", pilot)
+        await wait_until(lambda: _footer_shows(app, "Stop"), pilot)
         app.prompt.cursor_blink = False
         await pilot.pause()
 
