@@ -9,7 +9,10 @@ Prints tokens/s absorbed (Enter to the last token on screen) and CPU ms per toke
 alone (run_turn with no UI) measured in the same run.
 
     .venv/bin/python benchmarks/tui_absorb.py [--tokens 4000] [--rate TOK_S] [--hz 20]
-        [--thinking open]
+        [--thinking open] [--history N]
+
+`--history N` first shows N earlier turns like this one (as from the history): every layout pass
+visits every widget on the screen, so this shows whether a long conversation slows the stream.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def producer_alone(reply: str) -> tuple[float, float, int]:
 
 
 async def through_app(reply: str, rate: float | None, hz: float,
-                      thinking: str = "auto") -> tuple[float, float]:
+                      thinking: str = "auto", history: int = 0) -> tuple[float, float, int]:
     from r1chat.tui.app import R1ChatApp
     from r1chat.tui.widgets.message import TurnView
 
@@ -91,7 +94,13 @@ async def through_app(reply: str, rate: float | None, hz: float,
     from r1chat.config import Settings
 
     app = R1ChatApp(Settings(max_tokens=10**6, thinking=thinking), engine=engine, drain_hz=hz)
+    think_want, answer_want = reply.split("\n</think>\n\n")
     async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.pause()
+        for _ in range(history):
+            old = TurnView("An earlier question", folded=True)
+            await app.conversation.mount(old)
+            await old.show_saved(think_want, answer_want, "Thought")
         await pilot.pause()
         app.prompt.insert("How many ways can a 2xn board be tiled with dominoes?")
         w0, c0 = time.perf_counter(), time.process_time()
@@ -99,11 +108,10 @@ async def through_app(reply: str, rate: float | None, hz: float,
         while not app.turns:
             await asyncio.sleep(0.005)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-        view = app.query_one(TurnView)
-        think_want, answer_want = reply.split("\n</think>\n\n")
+        view = app.query(TurnView).last()
         assert view.thinking.strip() == think_want.strip(), "thinking lost"
         assert view.answer == answer_want, "answer lost"
-    return wall, cpu
+    return wall, cpu, app.pacer.frames
 
 
 def main() -> None:
@@ -113,19 +121,23 @@ def main() -> None:
     ap.add_argument("--hz", type=float, default=20.0, help="UI drain rate")
     ap.add_argument("--thinking", default="auto", choices=("auto", "open", "folded"),
                     help="the thinking pane setting (open: side by side all along)")
+    ap.add_argument("--history", type=int, default=0,
+                    help="earlier turns like this one on screen first")
     args = ap.parse_args()
 
     reply = f"{thinking_text(args.tokens)}\n</think>\n\n{answer_text(args.tokens)}"
     n_tokens = len(split_pieces(reply))
     p_wall, p_cpu, _ = producer_alone(reply)
-    wall, cpu = asyncio.run(through_app(reply, args.rate, args.hz, args.thinking))
+    wall, cpu, frames = asyncio.run(
+        through_app(reply, args.rate, args.hz, args.thinking, args.history))
     pace = f"paced at {args.rate:.0f} tok/s" if args.rate else "as fast as it can"
     print(f"reply: {n_tokens:,} tokens ({len(reply):,} chars), engine {pace}, "
-          f"drain {args.hz:g} Hz, thinking {args.thinking}")
+          f"drain {args.hz:g} Hz, thinking {args.thinking}, {args.history} earlier turns")
     print(f"producer alone : {n_tokens / p_wall:10,.0f} tok/s  {1000 * p_cpu / n_tokens:.3f} "
           "CPU ms/token")
     print(f"through the app: {n_tokens / wall:10,.0f} tok/s  {1000 * cpu / n_tokens:.3f} "
-          f"CPU ms/token  ({wall:.2f} s wall, {cpu:.2f} s CPU, {100 * cpu / wall:.0f}% of a core)")
+          f"CPU ms/token  ({wall:.2f} s wall, {cpu:.2f} s CPU, {100 * cpu / wall:.0f}% of a core, "
+          f"{frames / wall:.1f} frames/s)")
 
 
 if __name__ == "__main__":

@@ -75,33 +75,6 @@ class JsonRenderer:
         self.out.flush()
 
 
-def split_blocks(text: str, start: int) -> tuple[list[str], int]:
-    """Markdown blocks of `text[start:]` that are complete (ended by a blank line outside a code
-    fence), and the index where the unfinished rest begins."""
-    blocks: list[str] = []
-    in_fence = False
-    block_start = start
-    pos = start
-    has_content = False
-    while True:
-        nl = text.find("\n", pos)
-        if nl < 0:
-            break
-        line = text[pos:nl]
-        stripped = line.strip()
-        if stripped.startswith(("```", "~~~")):
-            in_fence = not in_fence
-        if not stripped and not in_fence:
-            if has_content:
-                blocks.append(text[block_start:nl].rstrip("\n"))
-            block_start = nl + 1
-            has_content = False
-        elif stripped:
-            has_content = True
-        pos = nl + 1
-    return blocks, block_start
-
-
 class TerminalRenderer:
     """Thinking streams dimmed; the answer renders as Markdown, finished blocks printed once and
     only the block in progress kept live (a tall Live duplicates lines, rich#3263)."""
@@ -155,9 +128,9 @@ class TerminalRenderer:
             self._thinking = False
 
     def _markdown(self, text: str) -> Any:
-        from rich.markdown import Markdown
+        from r1chat.markdown import answer_markdown
 
-        return Markdown(text, code_theme="monokai")
+        return answer_markdown(text)
 
     def answer(self, text: str) -> None:
         text = self._clean_answer.feed(text)
@@ -170,15 +143,22 @@ class TerminalRenderer:
             self._live = Live(console=self.console, auto_refresh=False, transient=True)
             self._live.start()
         self._answer += text
-        blocks, rest = split_blocks(self._answer, self._printed)
-        if blocks:
-            self._printed = rest
-            for block in blocks:
-                self._live.console.print(self._markdown(block))
+        finished = self._finished_blocks() if "\n" in text else ""
+        if finished:
+            self._printed += len(finished)
+            self._live.console.print(self._markdown(finished))
         now = time.monotonic()
-        if blocks or now - self._last_update >= self.REFRESH_S:
+        if finished or now - self._last_update >= self.REFRESH_S:
             self._last_update = now
             self._live.update(self._markdown(self._answer[self._printed :]), refresh=True)
+
+    def _finished_blocks(self) -> str:
+        """The unprinted blocks that are final: all but the last whole-line block."""
+        from r1chat.markdown import block_starts
+
+        tail = self._answer[self._printed:]
+        starts = block_starts(tail[:tail.rfind("\n") + 1])
+        return tail[:starts[-1]] if len(starts) > 1 else ""
 
     def finish(self, result: TurnResult) -> None:
         self.think(self._clean_think.close())

@@ -11,7 +11,7 @@ import json
 from rich.console import Console
 
 from r1chat.engine import SamplingParams
-from r1chat.render import JsonRenderer, PlainRenderer, TerminalRenderer, split_blocks
+from r1chat.render import JsonRenderer, PlainRenderer, TerminalRenderer
 from r1chat.scripted import ScriptedEngine
 from r1chat.session import Delta, TurnDone, run_turn
 
@@ -67,8 +67,18 @@ def test_json_escapes_control_characters() -> None:
     assert data["answer"].startswith("Answer: [bold red]x[/]")
 
 
-def test_split_blocks_keeps_code_fences_whole() -> None:
-    text = "para one\n\n```\ncode\n\nmore code\n```\n\ntail"
-    blocks, rest = split_blocks(text, 0)
-    assert blocks == ["para one", "```\ncode\n\nmore code\n```"]
-    assert text[rest:] == "tail"
+def test_terminal_output_keeps_loose_lists_and_fences_whole() -> None:
+    # Finished blocks are printed as they complete; a list or fence with blank lines inside is
+    # still one block, so its numbering and its code come out once and in order.
+    reply = ("x\n</think>\n\n1. one\n\n2. two\n\n   more of two\n\n"
+             "```\ncode\n\nmore code\n```\n\ntail")
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=60)
+    renderer = TerminalRenderer(show_think=False, console=console)
+    for ev in run_turn(ScriptedEngine(reply), [], "q", SamplingParams()):
+        if isinstance(ev, Delta) and ev.kind == "answer":
+            renderer.answer(ev.text)
+        elif isinstance(ev, TurnDone):
+            renderer.finish(ev.result)
+    lines = [line.strip() for line in buf.getvalue().splitlines() if line.strip()]
+    assert lines == ["1 one", "2 two", "more of two", "code", "more code", "tail"]

@@ -2,7 +2,7 @@
 
 Data path: Enter → PromptInput.Submitted → a thread worker runs `session.run_turn` and appends
 Deltas to a TurnBuffer → a UI timer (20 Hz) drains the buffer into the TurnView (thinking
-TextArea, Markdown answer stream) and the status line. The engine is driven by one thread at a
+TextArea, Markdown answer parts) and the status line. The engine is driven by one thread at a
 time: a turn starts only once the previous turn's thread has finished with it.
 
 History: the question is committed to the store before generation starts, the reply (or what came
@@ -34,7 +34,7 @@ from r1chat.prompts import PRESETS, apply_preset, history_messages
 from r1chat.reasoning import extract_boxed
 from r1chat.sanitize import sanitize
 from r1chat.session import Delta, TurnDone, TurnResult, run_turn
-from r1chat.tui.buffer import Chunk, TurnBuffer
+from r1chat.tui.buffer import Chunk, FramePacer, TurnBuffer
 from r1chat.tui.commands import R1ChatCommands
 from r1chat.tui.dialogs import ConfirmScreen, TextPromptScreen
 from r1chat.tui.help import HelpScreen
@@ -55,9 +55,6 @@ T = TypeVar("T")
 SIDEBAR_LIMIT = 500
 SEARCH_LIMIT = 100
 
-# Seconds between Markdown updates per block already in the answer (a layout pass costs about
-# 0.3 ms per block on a slow CPU; this keeps it near a third of the time). See the benchmark.
-ANSWER_S_PER_BLOCK = 0.001
 TITLE_INTERVAL_S = 0.25
 
 
@@ -72,8 +69,6 @@ class Generation:
     cancel: threading.Event = field(default_factory=threading.Event)
     thread_done: threading.Event = field(default_factory=threading.Event)
     answer_started: bool = False
-    pending_answer: str = ""  # held back between Markdown updates of a long answer
-    answer_written_at: float = 0.0  # perf_counter of the last Markdown update
     title_at: float = 0.0  # perf_counter of the last title update
 
 
@@ -138,6 +133,7 @@ class R1ChatApp(App[None]):
         self._after_turn: Callable[[], Awaitable[None]] | None = None
         self._drain_timer: Timer | None = None
         self._draining = False
+        self.pacer = FramePacer(1 / drain_hz)
         self._download_shown = 0.0
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
@@ -215,7 +211,14 @@ class R1ChatApp(App[None]):
             return
         self.call_from_thread(self._engine_ready, engine)
 
+    def _shutting_down(self) -> bool:
+        # A load that ends while the app quits finds its widgets already gone.
+        return not self.screen_stack or not self.screen_stack[0].query("#status")
+
     async def _engine_ready(self, engine: Engine) -> None:
+        if self._shutting_down():
+            engine.close()
+            return
         self.engine = engine
         info = engine.info
         self.status.set(state="ready", model=sanitize(info.name), backend=info.backend,
@@ -226,6 +229,8 @@ class R1ChatApp(App[None]):
         self._send_when_loaded = False
 
     def _show_load_error(self, error: BaseException) -> None:
+        if self._shutting_down():
+            return
         if isinstance(error, R1ChatError):
             what = str(error)
             todo = ("Fix the model setting (r1chat --model PATH_OR_ALIAS, or `model` in the "
@@ -282,6 +287,7 @@ class R1ChatApp(App[None]):
         self._save_question(question)
         self._generate(self.engine, gen, history_messages(self.turns), params)
         assert self._drain_timer is not None
+        self.pacer.reset()
         self._drain_timer.resume()
 
     @work(thread=True, group="generate")
@@ -309,6 +315,8 @@ class R1ChatApp(App[None]):
         gen = self.generation
         if gen is None or self._draining:
             return
+        if not self.pacer.ready(force=gen.buffer.done):
+            return
         self._draining = True
         try:
             await self._absorb(gen, gen.buffer.take())
@@ -324,15 +332,8 @@ class R1ChatApp(App[None]):
                 gen.answer_started = True
                 if self.settings.thinking == "auto" and not view.user_toggled:
                     view.fold(True)
-            gen.pending_answer += chunk.answer
-        # Each Markdown update re-lays out every block of the answer, so a long answer is
-        # updated less often: the screen's work per second stays flat as the answer grows.
-        wait = min(0.5, max(1 / self._drain_hz, view.answer_blocks * ANSWER_S_PER_BLOCK))
+            await view.append_answer(chunk.answer)
         tick = time.perf_counter()
-        if gen.pending_answer and (chunk.done or tick - gen.answer_written_at >= wait):
-            text, gen.pending_answer = gen.pending_answer, ""
-            gen.answer_written_at = tick
-            await view.append_answer(text)
         now = self._clock()
         if chunk.done:
             await self._finish(gen, chunk)
@@ -354,7 +355,7 @@ class R1ChatApp(App[None]):
 
     async def _finish(self, gen: Generation, chunk: Chunk) -> None:
         view = gen.view
-        await view.end_stream()
+        view.end_stream()
         result = chunk.result
         if result is None:
             error = chunk.error

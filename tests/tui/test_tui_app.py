@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 from textual.command import CommandList
-from textual.widgets import Markdown
 from tui_support import ANSWER, REPLY, THINKING, FrozenClock, GatedEngine, wait_until
 
 from r1chat.config import Settings
@@ -13,6 +12,7 @@ from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage, apply_preset
 from r1chat.scripted import ScriptedEngine, split_pieces
 from r1chat.tui.app import R1ChatApp
+from r1chat.tui.widgets.answer import AnswerView
 from r1chat.tui.widgets.message import ThinkingPane, ThinkingText, TurnView
 
 WIDE = (130, 40)
@@ -32,7 +32,7 @@ async def ask(pilot, app: R1ChatApp, question: str) -> TurnView:  # type: ignore
 
 
 def markdown_source(view: TurnView) -> str:
-    return view.query_one(".answer", Markdown).source
+    return view.query_one(AnswerView).source
 
 
 async def test_enter_sends_and_both_panes_fill() -> None:
@@ -344,9 +344,8 @@ async def test_download_progress_shows_in_the_status_line() -> None:
 
     app = R1ChatApp(Settings(), engine_factory=slow_factory)
     async with app.run_test() as pilot:
-        for _ in range(50):
-            await pilot.pause(0.05)
-            if "downloading" in str(app.status.content):
-                break
+        await wait_until(lambda: "downloading" in str(app.status.content), pilot)
         assert "downloading 1.20 of 4.68 GB" in str(app.status.content)
         release.set()
+        await wait_until(lambda: app.query("#load-error"), pilot)
+        assert "stop here" in str(app.query_one("#load-error").content)  # type: ignore[attr-defined]

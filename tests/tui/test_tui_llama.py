@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Markdown
 from tiny_models import SCRIPT_ANSWER, SCRIPT_THINKING
 from tui_support import wait_until
 
 from r1chat.config import Settings
 from r1chat.tui.app import R1ChatApp
+from r1chat.tui.widgets.answer import AnswerView
 from r1chat.tui.widgets.message import ThinkingText, TurnView
 
 
@@ -28,7 +28,7 @@ async def test_real_model_streams_exact_thinking_and_answer(scripted_model: Path
         await wait_until(lambda: app.turns, pilot, timeout=60)
         view = app.query_one(TurnView)
         assert view.query_one(ThinkingText).text.strip() == SCRIPT_THINKING.strip()
-        assert view.query_one(".answer", Markdown).source == SCRIPT_ANSWER
+        assert view.query_one(AnswerView).source == SCRIPT_ANSWER
         assert app.turns == [("What is 2+2?", SCRIPT_ANSWER)]
         assert view.query_one(".boxed").content.plain == "4"  # type: ignore[attr-defined]
         assert str(view.pane.title).startswith("Thought for ")

@@ -21,3 +21,27 @@ def test_a_longer_fence_holds_a_shorter_one_and_unclosed_runs_to_the_end() -> No
     assert last_code_block("````md\n```\ninner\n```\n````\n") == "```\ninner\n```"
     assert last_code_block("```\nstill streaming") == "still streaming"
     assert last_code_block("no code here") is None
+
+
+def test_frame_pacer_keeps_the_ui_threads_share_of_a_core() -> None:
+    from r1chat.tui.buffer import FramePacer
+
+    clock = {"wall": 0.0, "cpu": 0.0}
+    pacer = FramePacer(0.05, share=0.5, cpu=lambda: clock["cpu"], wall=lambda: clock["wall"])
+
+    def frame_after(wall_s: float, cpu_s: float) -> bool:
+        clock["wall"] += wall_s
+        clock["cpu"] += cpu_s
+        return pacer.ready()
+
+    assert pacer.ready()  # the first frame at once
+    # Cheap frames (10 ms of CPU): the full rate, one every 50 ms.
+    assert not frame_after(0.04, 0.01)
+    assert frame_after(0.01, 0.0)
+    # A frame costing 80 ms of CPU: the next waits 160 ms, so the UI uses half a core at most.
+    assert not frame_after(0.10, 0.08)
+    assert not frame_after(0.05, 0.0)
+    assert frame_after(0.01, 0.0)
+    # Never slower than max_interval, and the last chunk is always drawn.
+    assert not frame_after(0.01, 5.0) and frame_after(0.5, 0.0)
+    assert pacer.ready(force=True) and pacer.frames == 5

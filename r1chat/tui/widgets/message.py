@@ -5,8 +5,9 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Container, Vertical
 from textual.content import Content
-from textual.widgets import Collapsible, Markdown, Static, TextArea
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Collapsible, Static, TextArea
+
+from r1chat.tui.widgets.answer import AnswerView
 
 
 class ThinkingText(TextArea):
@@ -44,7 +45,6 @@ class TurnView(Vertical):
         self.answer = ""
         self._folded_at_start = folded
         self._thinks = thinks
-        self._stream: MarkdownStream | None = None
         self.set_class(folded, "-folded")
 
     def compose(self) -> ComposeResult:
@@ -54,7 +54,7 @@ class TurnView(Vertical):
                               classes="thinking") as pane:
                 pane.display = self._thinks
                 yield ThinkingText()
-            yield Markdown("", classes="answer", open_links=False)
+            yield AnswerView(classes="answer")
 
     @property
     def pane(self) -> ThinkingPane:
@@ -83,10 +83,6 @@ class TurnView(Vertical):
         event.stop()
         self.remove_class("-folded")
 
-    @property
-    def answer_blocks(self) -> int:
-        return len(self.query_one(".answer", Markdown).children)
-
     def set_title(self, title: str) -> None:
         self.pane.title = title
 
@@ -96,14 +92,9 @@ class TurnView(Vertical):
 
     async def append_answer(self, text: str) -> None:
         self.answer += text
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.query_one(".answer", Markdown))
-        await self._stream.write(text)
+        await self.query_one(AnswerView).append(text)
 
-    async def end_stream(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+    def end_stream(self) -> None:
         if not self.thinking.strip():
             self.pane.display = False
 
@@ -115,7 +106,7 @@ class TurnView(Vertical):
         self.set_title(title)
         if not thinking.strip():
             self.pane.display = False
-        await self.query_one(".answer", Markdown).update(answer)
+        await self.query_one(AnswerView).show(answer)
 
     def show_boxed(self, boxed: str) -> None:
         box = Static(Content(boxed), classes="boxed", markup=False)

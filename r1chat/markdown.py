@@ -1,0 +1,51 @@
+"""The answer's Markdown, as Rich renders it for `ask` and the TUI, and where its blocks begin.
+
+Model text is untrusted: it reaches Rich only as Markdown source (never console markup), with
+links shown as text, not as OSC 8 hyperlinks.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from markdown_it import MarkdownIt
+from rich.console import JustifyMethod
+from rich.markdown import Heading, Markdown
+
+
+class _LeftHeading(Heading):
+    # Rich centres h1; in a chat column a centred heading reads as a banner, not a section.
+    LEVEL_ALIGN: ClassVar[dict[str, JustifyMethod]] = {
+        f"h{n}": "left" for n in range(1, 7)
+    }
+
+
+class AnswerMarkdown(Markdown):
+    elements: ClassVar = {**Markdown.elements, "heading_open": _LeftHeading}
+
+
+def answer_markdown(text: str, code_theme: str = "monokai") -> AnswerMarkdown:
+    return AnswerMarkdown(text, code_theme=code_theme, hyperlinks=False)
+
+
+# The parser Rich's Markdown uses, so blocks split here are the blocks Rich would render.
+_PARSER = MarkdownIt().enable("strikethrough").enable("table")
+
+
+def block_starts(text: str) -> list[int]:
+    """Offsets in `text` where each top-level Markdown block begins.
+
+    A list, a block quote or a fence is one block however many blank lines it holds, so text cut
+    at these offsets renders the same piece by piece as whole.
+    """
+    line_starts = [0]
+    pos = text.find("\n")
+    while pos >= 0:
+        line_starts.append(pos + 1)
+        pos = text.find("\n", pos + 1)
+    starts = []
+    for token in _PARSER.parse(text):
+        if token.level == 0 and token.nesting >= 0 and token.map is not None:
+            starts.append(line_starts[token.map[0]])
+    return starts
+

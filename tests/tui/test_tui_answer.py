@@ -1,0 +1,100 @@
+"""The answer pane: Markdown streamed into a few leaf widgets, rendered by Rich."""
+
+from __future__ import annotations
+
+import random
+
+from textual.app import App, ComposeResult
+from textual.selection import Selection
+from tui_support import wait_until
+
+from r1chat.tui.widgets.answer import BLOCKS_PER_PART, AnswerView, MarkdownPart, render_markdown
+
+SECTION = (
+    "## Step {k}\n\n"
+    "1. a **vertical** domino\n\n2. two *horizontal* ones\n\n   still item two\n\n"
+    "- base: `f(1) = 1`\n- growth: φ^n\n\n"
+    "```python\ndef f(n):\n\n    return n\n```\n\n"
+    "> so the answer is $\\boxed{{89}}$\n\n"
+)
+LONG = "# Tilings\n\n" + "".join(SECTION.format(k=k) for k in range(1, 31)) + "Done."
+
+
+class AnswerApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield AnswerView()
+
+
+def _pieces(text: str, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    out, i = [], 0
+    while i < len(text):
+        n = rng.randint(1, 40)
+        out.append(text[i:i + n])
+        i += n
+    return out
+
+
+def _screen_text(view: AnswerView, width: int) -> str:
+    # Sealed parts keep one blank line below them, as Rich puts between blocks.
+    return "\n\n".join(render_markdown(p.source, width).plain for p in view.query(MarkdownPart)
+                       if p.source.strip())
+
+
+async def test_a_streamed_answer_becomes_few_widgets_that_render_as_the_whole() -> None:
+    app = AnswerApp()
+    async with app.run_test(size=(100, 40)) as pilot:
+        view = app.query_one(AnswerView)
+        for piece in _pieces(LONG, seed=1):
+            await view.append(piece)
+        await pilot.pause()
+        parts = list(view.query(MarkdownPart))
+        assert "".join(p.source for p in parts) == LONG
+        # 30 sections of 5 blocks each: a dozen parts, not the ~600 widgets of Textual's Markdown.
+        assert 8 <= len(parts) <= 16 and len(list(view.query("*"))) == len(parts)
+        assert all(p.has_class("-sealed") for p in parts[:-1])
+        assert not parts[-1].has_class("-sealed")
+        for p in parts[:-1]:
+            # A part never ends inside a list, quote or fence: each holds whole blocks.
+            assert p.source.endswith("\n\n") and not p.source.rstrip().endswith("```python")
+        assert _screen_text(view, 100) == render_markdown(LONG, 100).plain
+
+
+async def test_a_partial_line_never_decides_where_a_part_ends() -> None:
+    # "1" after a blank line would be a paragraph; it is the start of "10. ten".
+    text = "".join(f"{n}. item\n\n" for n in range(1, 10)) + "1"
+    app = AnswerApp()
+    async with app.run_test() as pilot:
+        view = app.query_one(AnswerView)
+        for _ in range(BLOCKS_PER_PART):
+            await view.append("para\n\n")
+        await view.append(text)
+        await view.append("0. ten\n")
+        await pilot.pause()
+        parts = list(view.query(MarkdownPart))
+        assert "1. item" in parts[-1].source and parts[-1].source.endswith("10. ten\n")
+
+
+async def test_a_saved_answer_is_shown_in_parts_and_re_renders_on_resize() -> None:
+    app = AnswerApp()
+    async with app.run_test(size=(100, 40)) as pilot:
+        view = app.query_one(AnswerView)
+        await view.show(LONG)
+        await pilot.pause()
+        parts = list(view.query(MarkdownPart))
+        assert "".join(p.source for p in parts) == LONG and len(parts) > 1
+        wide = parts[0].size.height
+        await pilot.resize_terminal(24, 40)
+        await wait_until(lambda: parts[0].size.height > wide, pilot)
+        assert _screen_text(view, 24) == render_markdown(LONG, 24).plain
+
+
+async def test_answer_text_can_be_selected() -> None:
+    app = AnswerApp()
+    async with app.run_test() as pilot:
+        view = app.query_one(AnswerView)
+        await view.append("Hello **world**, and `code`.")
+        await pilot.pause()
+        part = view.query_one(MarkdownPart)
+        got = part.get_selection(Selection(None, None))
+        assert got is not None and got[0].strip() == "Hello world, and code."
