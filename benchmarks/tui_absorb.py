@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from r1chat.engine import SamplingParams
 from r1chat.scripted import ScriptedEngine, split_pieces
@@ -92,8 +94,12 @@ async def through_app(reply: str, rate: float | None, hz: float,
 
     engine = ScriptedEngine(reply, tokens_per_s=rate)
     from r1chat.config import Settings
+    from r1chat.history import HistoryStore
 
-    app = R1ChatApp(Settings(max_tokens=10**6, thinking=thinking), engine=engine, drain_hz=hz)
+    # The conversation is saved as in real use, but to a scratch file, not the user's history.
+    scratch = tempfile.TemporaryDirectory()
+    app = R1ChatApp(Settings(max_tokens=10**6, thinking=thinking), engine=engine, drain_hz=hz,
+                    open_store=lambda: HistoryStore.open(Path(scratch.name) / "history.sqlite3"))
     think_want, answer_want = reply.split("\n</think>\n\n")
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.pause()
@@ -111,6 +117,7 @@ async def through_app(reply: str, rate: float | None, hz: float,
         view = app.query(TurnView).last()
         assert view.thinking.strip() == think_want.strip(), "thinking lost"
         assert view.answer == answer_want, "answer lost"
+    scratch.cleanup()
     return wall, cpu, app.pacer.frames
 
 
