@@ -9,7 +9,7 @@ Prints tokens/s absorbed (Enter to the last token on screen) and CPU ms per toke
 alone (run_turn with no UI) measured in the same run.
 
     .venv/bin/python benchmarks/tui_absorb.py [--tokens 4000] [--rate TOK_S] [--hz 20]
-        [--thinking open] [--history N]
+        [--thinking open] [--history N] [--typing]
 
 `--history N` first shows N earlier turns like this one (as from the history): every layout pass
 visits every widget on the screen, so this shows whether a long conversation slows the stream.
@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from r1chat.engine import SamplingParams
 from r1chat.scripted import ScriptedEngine, split_pieces
@@ -87,8 +91,30 @@ def producer_alone(reply: str) -> tuple[float, float, int]:
     return time.perf_counter() - w0, time.process_time() - c0, n
 
 
-async def through_app(reply: str, rate: float | None, hz: float,
-                      thinking: str = "auto", history: int = 0) -> tuple[float, float, int]:
+@dataclass
+class AppRun:
+    wall: float
+    cpu: float
+    frames: int
+    key_ms: list[float]  # key press to handled by the prompt, while streaming (--typing)
+
+
+async def type_while_streaming(app: Any, done: Callable[[], bool], out: list[float]) -> None:
+    """Every 200 ms a key goes to the prompt as a terminal would send it; time until handled."""
+    from textual import events
+
+    while not done():
+        before = app.prompt.text
+        t0 = time.perf_counter()
+        app.post_message(events.Key("x", "x"))
+        while app.prompt.text == before:
+            await asyncio.sleep(0.001)
+        out.append(1000 * (time.perf_counter() - t0))
+        await asyncio.sleep(0.2)
+
+
+async def through_app(reply: str, rate: float | None, hz: float, thinking: str = "auto",
+                      history: int = 0, typing: bool = False) -> AppRun:
     from r1chat.tui.app import R1ChatApp
     from r1chat.tui.widgets.message import TurnView
 
@@ -111,14 +137,19 @@ async def through_app(reply: str, rate: float | None, hz: float,
         app.prompt.insert("How many ways can a 2xn board be tiled with dominoes?")
         w0, c0 = time.perf_counter(), time.process_time()
         await pilot.press("enter")
+        key_ms: list[float] = []
+        typist = asyncio.create_task(
+            type_while_streaming(app, lambda: bool(app.turns), key_ms)) if typing else None
         while not app.turns:
             await asyncio.sleep(0.005)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        if typist is not None:
+            await typist
         view = app.query(TurnView).last()
         assert view.thinking.strip() == think_want.strip(), "thinking lost"
         assert view.answer == answer_want, "answer lost"
     scratch.cleanup()
-    return wall, cpu, app.pacer.frames
+    return AppRun(wall, cpu, app.pacer.frames, key_ms)
 
 
 def main() -> None:
@@ -130,13 +161,16 @@ def main() -> None:
                     help="the thinking pane setting (open: side by side all along)")
     ap.add_argument("--history", type=int, default=0,
                     help="earlier turns like this one on screen first")
+    ap.add_argument("--typing", action="store_true",
+                    help="type into the prompt while it streams; print key latency")
     args = ap.parse_args()
 
     reply = f"{thinking_text(args.tokens)}\n</think>\n\n{answer_text(args.tokens)}"
     n_tokens = len(split_pieces(reply))
     p_wall, p_cpu, _ = producer_alone(reply)
-    wall, cpu, frames = asyncio.run(
-        through_app(reply, args.rate, args.hz, args.thinking, args.history))
+    run = asyncio.run(
+        through_app(reply, args.rate, args.hz, args.thinking, args.history, args.typing))
+    wall, cpu, frames = run.wall, run.cpu, run.frames
     pace = f"paced at {args.rate:.0f} tok/s" if args.rate else "as fast as it can"
     print(f"reply: {n_tokens:,} tokens ({len(reply):,} chars), engine {pace}, "
           f"drain {args.hz:g} Hz, thinking {args.thinking}, {args.history} earlier turns")
@@ -145,6 +179,10 @@ def main() -> None:
     print(f"through the app: {n_tokens / wall:10,.0f} tok/s  {1000 * cpu / n_tokens:.3f} "
           f"CPU ms/token  ({wall:.2f} s wall, {cpu:.2f} s CPU, {100 * cpu / wall:.0f}% of a core, "
           f"{frames / wall:.1f} frames/s)")
+    if run.key_ms:
+        keys = sorted(run.key_ms)
+        print(f"typing meanwhile: {len(keys)} keys, handled in {statistics.median(keys):.0f} ms "
+              f"median, {keys[int(0.9 * (len(keys) - 1))]:.0f} ms p90, {keys[-1]:.0f} ms max")
 
 
 if __name__ == "__main__":

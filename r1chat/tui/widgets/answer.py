@@ -148,10 +148,6 @@ class AnswerView(Vertical):
     def compose(self) -> ComposeResult:
         yield MarkdownPart(renders=self._renders)
 
-    @property
-    def parts(self) -> int:
-        return len(self.children)
-
     def _live(self) -> MarkdownPart:
         live = self.children[-1]
         assert isinstance(live, MarkdownPart)
