@@ -2,17 +2,19 @@
 
 The 7B model cannot be downloaded on the development machines, so the reply is written out here;
 everything on screen is drawn by the app itself. Speeds and times are pinned for a stable image.
+With `--model` (a path or alias) the reply comes from that model instead, with real timings.
 
-    .venv/bin/python scripts/screenshot.py [OUT.svg]
+    .venv/bin/python scripts/screenshot.py [-o OUT.svg] [--model r1-7b]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from r1chat.config import Settings
 from r1chat.history import HistoryStore
@@ -43,19 +45,28 @@ ANSWER = (
 )
 
 
-async def shoot(out: Path) -> None:
-    engine = ScriptedEngine(f"{THINKING}</think>\n\n{ANSWER}")
-    engine.info = replace(engine.info, name="r1-7b (scripted)", n_ctx=8192)
+async def shoot(out: Path, model: str | None) -> None:
+    settings = Settings(thinking="open")
+    engine: Any
+    if model is None:
+        engine = ScriptedEngine(f"{THINKING}</think>\n\n{ANSWER}")
+        engine.info = replace(engine.info, name="r1-7b (scripted)", n_ctx=8192)
+    else:
+        from r1chat.cli import load_engine
+
+        settings = replace(settings, model=model)
+        engine = load_engine(settings, quiet=False)
     scratch = tempfile.TemporaryDirectory()  # saved as in real use, not into your history
-    app = R1ChatApp(Settings(thinking="open"), engine=engine,
+    app = R1ChatApp(settings, engine=engine,
                     open_store=lambda: HistoryStore.open(Path(scratch.name) / "h.sqlite3"))
     async with app.run_test(size=(132, 34)) as pilot:
         app.prompt.insert(QUESTION)
         await pilot.press("enter")
         while not app.turns or app.generation is not None:
             await pilot.pause(0.05)
-        app.query(TurnView).last().set_title("Thought for 9s · 146 tokens")
-        app.status.set(tok_s=38.6, ttft_s=0.21)
+        if model is None:
+            app.query(TurnView).last().set_title("Thought for 9s · 146 tokens")
+            app.status.set(tok_s=38.6, ttft_s=0.21)
         app.prompt.cursor_blink = False
         await pilot.pause(0.3)
         out.write_text(app.export_screenshot(title="r1chat"), encoding="utf-8")
@@ -63,4 +74,8 @@ async def shoot(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(shoot(Path(sys.argv[1] if len(sys.argv) > 1 else "assets/screenshot.svg")))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-o", "--out", type=Path, default=Path("assets/screenshot.svg"))
+    ap.add_argument("--model", help="a GGUF path or alias: a live session instead of the replay")
+    args = ap.parse_args()
+    asyncio.run(shoot(args.out, args.model))

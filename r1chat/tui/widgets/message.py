@@ -46,6 +46,7 @@ class TurnView(Vertical):
         self._folded_at_start = folded
         self._thinks = thinks
         self.set_class(folded, "-folded")
+        self.set_class(not thinks, "-no-thinking")
 
     def compose(self) -> ComposeResult:
         yield Static(Content(self.question), classes="question", markup=False)
@@ -96,7 +97,7 @@ class TurnView(Vertical):
 
     def end_stream(self) -> None:
         if not self.thinking.strip():
-            self.pane.display = False
+            self._hide_thinking()
 
     async def show_saved(self, thinking: str, answer: str, title: str) -> None:
         """Fill the turn at once from the history (already sanitised), not from a stream."""
@@ -105,8 +106,12 @@ class TurnView(Vertical):
         self.query_one(ThinkingText).load_text(thinking)
         self.set_title(title)
         if not thinking.strip():
-            self.pane.display = False
+            self._hide_thinking()
         await self.query_one(AnswerView).show(answer)
+
+    def _hide_thinking(self) -> None:
+        self.pane.display = False
+        self.add_class("-no-thinking")
 
     def show_boxed(self, boxed: str) -> None:
         box = Static(Content(boxed), classes="boxed", markup=False)
