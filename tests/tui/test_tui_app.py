@@ -12,7 +12,7 @@ from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage, apply_preset
 from r1chat.scripted import ScriptedEngine, split_pieces
 from r1chat.tui.app import R1ChatApp
-from r1chat.tui.widgets.answer import AnswerView
+from r1chat.tui.widgets.answer import AnswerView, MarkdownPart
 from r1chat.tui.widgets.message import ThinkingPane, ThinkingText, TurnView
 
 WIDE = (130, 40)
@@ -349,3 +349,18 @@ async def test_download_progress_shows_in_the_status_line() -> None:
         release.set()
         await wait_until(lambda: app.query("#load-error"), pilot)
         assert "stop here" in str(app.query_one("#load-error").content)  # type: ignore[attr-defined]
+
+
+async def test_a_model_without_thinking_shows_only_the_answer() -> None:
+    engine = ScriptedEngine("Plain answer, no reasoning.", thinks=False)
+    app = R1ChatApp(engine=engine)
+    async with app.run_test(size=WIDE) as pilot:
+        view = await ask(pilot, app, "Hello?")
+        await wait_until(lambda: idle(app), pilot)
+        await pilot.pause()
+        assert not view.pane.display and markdown_source(view) == "Plain answer, no reasoning."
+        question = view.query_one(".question").region
+        answer = view.query_one(MarkdownPart).region
+        # One blank line under the question, as above a thinking pane; the answer has the width.
+        assert answer.y == question.bottom + 1
+        assert answer.width > WIDE[0] - 10
