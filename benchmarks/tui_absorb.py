@@ -9,7 +9,7 @@ Prints tokens/s absorbed (Enter to the last token on screen) and CPU ms per toke
 alone (run_turn with no UI) measured in the same run.
 
     .venv/bin/python benchmarks/tui_absorb.py [--tokens 4000] [--rate TOK_S] [--hz 20]
-        [--thinking open] [--history N] [--typing]
+        [--thinking open] [--history N] [--answer code] [--typing]
 
 `--history N` first shows N earlier turns like this one (as from the history): every layout pass
 visits every widget on the screen, so this shows whether a long conversation slows the stream.
@@ -80,6 +80,22 @@ def answer_text(n_tokens: int) -> str:
         n += len(split_pieces(part))
         k += 1
     return "# Domino tilings\n\n" + "".join(out)
+
+
+def code_answer_text(n_tokens: int) -> str:
+    """One long fenced code block, as when the model is asked for a program."""
+    out = ["Here is the program:\n\n```python\n"]
+    n = 0
+    k = 0
+    while n < n_tokens:
+        part = (f"def tilings_{k}(n: int) -> int:\n"
+                f"    \"\"\"Tilings of a 2x{k} board, by the recurrence.\"\"\"\n"
+                "    a, b = 1, 2\n    for _ in range(n - 1):\n        a, b = b, a + b\n"
+                "    return a\n\n")
+        out.append(part)
+        n += len(split_pieces(part))
+        k += 1
+    return "".join(out) + "```\n\nRun it with any n."
 
 
 def producer_alone(reply: str) -> tuple[float, float, int]:
@@ -161,11 +177,14 @@ def main() -> None:
                     help="the thinking pane setting (open: side by side all along)")
     ap.add_argument("--history", type=int, default=0,
                     help="earlier turns like this one on screen first")
+    ap.add_argument("--answer", default="markdown", choices=("markdown", "code"),
+                    help="a Markdown answer, or one long code block")
     ap.add_argument("--typing", action="store_true",
                     help="type into the prompt while it streams; print key latency")
     args = ap.parse_args()
 
-    reply = f"{thinking_text(args.tokens)}\n</think>\n\n{answer_text(args.tokens)}"
+    answer = (answer_text if args.answer == "markdown" else code_answer_text)(args.tokens)
+    reply = f"{thinking_text(args.tokens)}\n</think>\n\n{answer}"
     n_tokens = len(split_pieces(reply))
     p_wall, p_cpu, _ = producer_alone(reply)
     run = asyncio.run(
@@ -173,7 +192,8 @@ def main() -> None:
     wall, cpu, frames = run.wall, run.cpu, run.frames
     pace = f"paced at {args.rate:.0f} tok/s" if args.rate else "as fast as it can"
     print(f"reply: {n_tokens:,} tokens ({len(reply):,} chars), engine {pace}, "
-          f"drain {args.hz:g} Hz, thinking {args.thinking}, {args.history} earlier turns")
+          f"drain {args.hz:g} Hz, thinking {args.thinking}, {args.history} earlier turns, "
+          f"{args.answer} answer")
     print(f"producer alone : {n_tokens / p_wall:10,.0f} tok/s  {1000 * p_cpu / n_tokens:.3f} "
           "CPU ms/token")
     print(f"through the app: {n_tokens / wall:10,.0f} tok/s  {1000 * cpu / n_tokens:.3f} "

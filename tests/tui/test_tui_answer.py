@@ -5,10 +5,18 @@ from __future__ import annotations
 import random
 
 from textual.app import App, ComposeResult
+from textual.content import Content
 from textual.selection import Selection
 from tui_support import wait_until
 
-from r1chat.tui.widgets.answer import BLOCKS_PER_PART, AnswerView, MarkdownPart, render_markdown
+from r1chat.tui.widgets.answer import (
+    BLOCKS_PER_PART,
+    AnswerView,
+    BlockRenders,
+    MarkdownPart,
+    fence_runs,
+    render_markdown,
+)
 
 SECTION = (
     "## Step {k}\n\n"
@@ -35,10 +43,14 @@ def _pieces(text: str, seed: int) -> list[str]:
     return out
 
 
-def _screen_text(view: AnswerView, width: int) -> str:
+def _shows_as_whole(view: AnswerView, text: str) -> bool:
+    """Whether the parts, as the widgets draw them, read like `text` rendered in one piece."""
+    parts = list(view.query(MarkdownPart))
+    width = parts[0].size.width
+    assert width > 0 and all(p.size.width == width for p in parts)
     # Sealed parts keep one blank line below them, as Rich puts between blocks.
-    return "\n\n".join(render_markdown(p.source, width).plain for p in view.query(MarkdownPart)
-                       if p.source.strip())
+    shown = "\n\n".join(p.render().plain for p in parts if p.source.strip())
+    return shown == render_markdown(text, width).plain
 
 
 async def test_a_streamed_answer_becomes_few_widgets_that_render_as_the_whole() -> None:
@@ -57,7 +69,7 @@ async def test_a_streamed_answer_becomes_few_widgets_that_render_as_the_whole() 
         for p in parts[:-1]:
             # A part never ends inside a list, quote or fence: each holds whole blocks.
             assert p.source.endswith("\n\n") and not p.source.rstrip().endswith("```python")
-        assert _screen_text(view, 100) == render_markdown(LONG, 100).plain
+        assert _shows_as_whole(view, LONG)
 
 
 async def test_a_partial_line_never_decides_where_a_part_ends() -> None:
@@ -86,7 +98,7 @@ async def test_a_saved_answer_is_shown_in_parts_and_re_renders_on_resize() -> No
         wide = parts[0].size.height
         await pilot.resize_terminal(24, 40)
         await wait_until(lambda: parts[0].size.height > wide, pilot)
-        assert _screen_text(view, 24) == render_markdown(LONG, 24).plain
+        assert _shows_as_whole(view, LONG)
 
 
 async def test_answer_text_can_be_selected() -> None:
@@ -98,3 +110,29 @@ async def test_answer_text_can_be_selected() -> None:
         part = view.query_one(MarkdownPart)
         got = part.get_selection(Selection(None, None))
         assert got is not None and got[0].strip() == "Hello world, and code."
+
+
+LONG_FENCE = "```python\n" + "".join(
+    f"def f{i}(x):\n    return x * {i}  # {i}\n" + "\n" * (i % 3) for i in range(60)) + "```\n"
+
+
+def test_a_long_fence_renders_in_runs_exactly_as_whole() -> None:
+    runs = fence_runs(LONG_FENCE)
+    assert runs is not None and len(runs) > 3
+    assert all(r.startswith("```python\n") and r.endswith("\n```\n") for r in runs)
+    whole = render_markdown(LONG_FENCE, 80)
+    got = Content("\n").join(BlockRenders().render(LONG_FENCE, 80, True, last_final=True))
+    # Every line, blank lines at the cuts included, with the same highlighting.
+    assert got.plain == whole.plain and got.spans == whole.spans
+    assert fence_runs("```\nshort\n```\n") is None and fence_runs("para\n" * 40) is None
+
+
+async def test_a_long_fence_streams_into_the_same_screen() -> None:
+    text = "Here is the code:\n\n" + LONG_FENCE + "\nThat is all."
+    app = AnswerApp()
+    async with app.run_test(size=(90, 40)) as pilot:
+        view = app.query_one(AnswerView)
+        for piece in _pieces(text, seed=3):
+            await view.append(piece)
+        await pilot.pause()
+        assert _shows_as_whole(view, text)

@@ -17,35 +17,71 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 from textual.geometry import Size
+from textual.selection import Selection
+from textual.strip import Strip
+from textual.visual import Visual
 from textual.widget import Widget
 
 from r1chat.markdown import answer_markdown, block_starts
 
 # Blocks per sealed part: a 4,000-token answer is a few dozen widgets.
 BLOCKS_PER_PART = 12
+# Lines of a code fence rendered together: Rich renders a 400-line fence in ~0.5 s, so a long
+# fence is rendered in runs of lines, and only the run still growing is rendered again.
+FENCE_RUN_LINES = 20
 
 
-def render_markdown(source: str, width: int, dark: bool = True) -> Content:
-    """`source` as Rich renders it at `width` cells, as Content (so it can be selected)."""
+def fence_runs(block: str) -> list[str] | None:
+    """A long fenced code block cut into fences of at most FENCE_RUN_LINES lines, or None.
+
+    Each cut falls after a non-blank line (Rich drops a fence's trailing blank lines, never its
+    leading ones), so the runs rendered one after another show every line of the whole.
+    """
+    lines = block.rstrip("\n").split("\n")
+    opening = lines[0]
+    marker = opening[:3]
+    if marker not in ("```", "~~~"):
+        return None
+    fence = opening[:len(opening) - len(opening.lstrip(marker[0]))]
+    body = lines[1:]
+    if body and body[-1].strip() and set(body[-1].strip()) == {marker[0]} and (
+            len(body[-1].strip()) >= len(fence)):
+        body = body[:-1]
+    if len(body) <= FENCE_RUN_LINES:
+        return None
+    runs: list[list[str]] = [[]]
+    for line in body:
+        if len(runs[-1]) >= FENCE_RUN_LINES and runs[-1][-1].strip():
+            runs.append([])
+        runs[-1].append(line)
+    return [f"{opening}\n" + "\n".join(run) + f"\n{fence}\n" for run in runs]
+
+
+def markdown_lines(source: str, width: int, dark: bool = True) -> list[Content]:
+    """`source` as Rich renders it at `width` cells: one Content per line."""
     console = Console(width=width, file=io.StringIO(), color_system="truecolor",
                       force_terminal=True, legacy_windows=False, markup=False, emoji=False,
                       highlight=False)
     md = answer_markdown(source, code_theme="monokai" if dark else "default")
-    lines = console.render_lines(md, console.options.update_width(width), pad=False)
     texts = []
-    for line in lines:
+    for line in console.render_lines(md, console.options.update_width(width), pad=False):
         text = Text(end="")
         for segment in line:
             if not segment.control:
                 text.append(segment.text, segment.style)
         texts.append(text)
-    # Parts sit one blank line apart, as Rich puts blocks: drop the blank lines Rich sometimes
+    # Blocks sit one blank line apart, as Rich puts them: drop the blank lines Rich sometimes
     # adds before a block at the very start or after the last.
     while texts and not texts[-1].plain:
         texts.pop()
     while texts and not texts[0].plain:
         texts.pop(0)
-    return Content.from_rich_text(Text("\n", end="").join(texts), console)
+    return [Content.from_rich_text(text, console) for text in texts]
+
+
+def render_markdown(source: str, width: int, dark: bool = True) -> Content:
+    """`source` as Rich renders it at `width` cells, as one Content."""
+    return Content("\n").join(markdown_lines(source, width, dark))
 
 
 class BlockRenders:
@@ -54,9 +90,10 @@ class BlockRenders:
 
     def __init__(self) -> None:
         self._key: tuple[int, bool] | None = None
-        self._blocks: dict[str, Content] = {}
+        self._blocks: dict[str, list[Content]] = {}
 
-    def render(self, source: str, width: int, dark: bool, *, last_final: bool) -> Content:
+    def render(self, source: str, width: int, dark: bool, *,
+               last_final: bool) -> list[Content]:
         if (width, dark) != self._key:
             self._key = (width, dark)
             self._blocks = {}
@@ -64,20 +101,42 @@ class BlockRenders:
         bounds = [*starts, len(source)]
         out: list[Content] = []
         for n, (a, b) in enumerate(pairwise(bounds)):
-            block = source[a:b]
-            content = self._blocks.get(block)
-            if content is None:
-                content = render_markdown(block, width, dark)
-                # A live part's last block is still growing: each version would be kept.
-                if last_final or n < len(starts) - 1:
-                    self._blocks[block] = content
-            if content.plain:
-                out.append(content)
-        return Content("\n\n").join(out)
+            final = last_final or n < len(starts) - 1
+            lines = self._block(source[a:b], width, dark, final=final)
+            if lines:
+                if out:
+                    out.append(Content(""))
+                out.extend(lines)
+        return out
+
+    def _block(self, block: str, width: int, dark: bool, *, final: bool,
+               split: bool = True) -> list[Content]:
+        lines = self._blocks.get(block)
+        if lines is not None:
+            return lines
+        runs = fence_runs(block) if split else None
+        if runs is None:
+            lines = markdown_lines(block, width, dark)
+        else:
+            # Each run renders as a fence with a padding row above and below: keep the first
+            # run's top row and the last run's bottom row only.
+            lines = []
+            for i, run in enumerate(runs):
+                rendered = self._block(run, width, dark, final=final or i < len(runs) - 1,
+                                       split=False)
+                lines.extend(rendered[(1 if i else 0):(None if i == len(runs) - 1 else -1)])
+        # A live part's last block is still growing: each version would be kept.
+        if final:
+            self._blocks[block] = lines
+        return lines
 
 
 class MarkdownPart(Widget):
-    """A run of top-level Markdown blocks, as one widget."""
+    """A run of top-level Markdown blocks, as one widget.
+
+    Lines are turned into strips only when they are drawn: Textual's own path renders every line
+    of a widget whenever it changes, ~100 ms for a 400-line code block on a slow CPU.
+    """
 
     DEFAULT_CSS = """
     MarkdownPart {
@@ -97,37 +156,59 @@ class MarkdownPart(Widget):
         self.source = source
         self.final = sealed or final  # no more text will come
         self._renders = renders or BlockRenders()
-        self._cache: tuple[tuple[int, bool], Content, int] | None = None
+        self._lines: tuple[tuple[int, bool], list[Content]] | None = None
+        # Strips of the current lines, drawn so far, for one visual style.
+        self._strips: tuple[object, list[Strip | None]] = (None, [])
 
     def set_source(self, source: str) -> None:
         if source != self.source:
             self.source = source
-            self._cache = None
+            self._lines = None
             self.refresh(layout=True)
 
     def seal(self) -> None:
         self.add_class("-sealed")
         self.final = True
-        self._cache = None
+        self._lines = None
 
-    def _rendered(self, width: int) -> tuple[Content, int]:
+    def lines_at(self, width: int) -> list[Content]:
+        """The rendered lines at `width` cells."""
         key = (width, self.app.current_theme.dark)
-        if self._cache is None or self._cache[0] != key:
-            content = self._renders.render(
-                self.source, width, key[1], last_final=self.final
-            ) if width > 0 else Content("")
-            lines = content.plain.count("\n") + 1 if content.plain else 0
-            self._cache = (key, content, lines)
-        return self._cache[1], self._cache[2]
+        if self._lines is None or self._lines[0] != key:
+            lines = self._renders.render(self.source, width, key[1],
+                                         last_final=self.final) if width > 0 else []
+            self._lines = (key, lines)
+            self._strips = (None, [])
+        return self._lines[1]
 
     def render(self) -> Content:
-        return self._rendered(self.size.width)[0]
+        return Content("\n").join(self.lines_at(self.size.width))
+
+    def render_line(self, y: int) -> Strip:
+        if self.text_selection is not None:
+            return super().render_line(y)  # the selection highlight spans lines: Textual's path
+        width = self.size.width
+        lines = self.lines_at(width)
+        style = self.visual_style
+        if y >= len(lines):
+            return Strip.blank(width, style.rich_style)
+        if self._strips[0] != style or len(self._strips[1]) != len(lines):
+            self._strips = (style, [None] * len(lines))
+        strips = self._strips[1]
+        strip = strips[y]
+        if strip is None:
+            strip = strips[y] = Visual.to_strips(self, lines[y], width, 1, style)[0]
+        return strip
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        text = "\n".join(line.plain for line in self.lines_at(self.size.width))
+        return selection.extract(text), "\n"
 
     def get_content_width(self, container: Size, viewport: Size) -> int:
         return container.width
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        return self._rendered(width)[1]
+        return len(self.lines_at(width))
 
 
 class AnswerView(Vertical):
