@@ -49,3 +49,15 @@ def block_starts(text: str) -> list[int]:
             starts.append(line_starts[token.map[0]])
     return starts
 
+
+
+def code_fence(block: str) -> tuple[str, str, str] | None:
+    """(marker, info, code) when `block` is a fenced code block at the left margin, else None.
+
+    Asks the parser, not the first characters: "```a`b" starts a paragraph, not a fence.
+    """
+    tokens = _PARSER.parse(block)
+    if not tokens or tokens[0].type != "fence" or block[:1] not in ("`", "~"):
+        return None
+    token = tokens[0]
+    return token.markup, token.info, token.content

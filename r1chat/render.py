@@ -145,12 +145,40 @@ class TerminalRenderer:
         self._answer += text
         finished = self._finished_blocks() if "\n" in text else ""
         if finished:
+            self._print_blocks(self._live.console, finished)
             self._printed += len(finished)
-            self._live.console.print(self._markdown(finished))
         now = time.monotonic()
         if finished or now - self._last_update >= self.REFRESH_S:
             self._last_update = now
-            self._live.update(self._markdown(self._answer[self._printed :]), refresh=True)
+            self._live.update(self._live_view(), refresh=True)
+
+    def _print_blocks(self, console: Any, text: str) -> None:
+        # Rich puts a blank line between blocks it prints together: keep one between batches
+        # too, so the spacing never depends on how the tokens arrived.
+        if self._printed:
+            console.print()
+        console.print(self._trimmed(text))
+
+    def _trimmed(self, text: str) -> Any:
+        """`text` as Markdown without the blank lines Rich sometimes puts before a block at the
+        start (a loose list) or after the last: batches then sit exactly one line apart."""
+        from rich.segment import Segment, Segments
+
+        console = self.console
+        lines = console.render_lines(self._markdown(text), console.options, pad=False)
+        while lines and not "".join(seg.text for seg in lines[-1]):
+            lines.pop()
+        while lines and not "".join(seg.text for seg in lines[0]):
+            lines.pop(0)
+        return Segments([seg for line in lines for seg in (*line, Segment.line())])
+
+    def _live_view(self) -> Any:
+        view = self._trimmed(self._answer[self._printed:])
+        if not self._printed:
+            return view
+        from rich.console import Group
+
+        return Group("", view)
 
     def _finished_blocks(self) -> str:
         """The unprinted blocks that are final: all but the last whole-line block."""
@@ -169,7 +197,7 @@ class TerminalRenderer:
             self._live.stop()
             tail = self._answer[self._printed :]
             if tail.strip():
-                self.console.print(self._markdown(tail))
+                self._print_blocks(self.console, tail)
         if result.finish_reason == "length":
             self.console.print("[reply cut at the token limit: raise --max-tokens]",
                                style="yellow", markup=False)

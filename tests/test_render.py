@@ -82,3 +82,29 @@ def test_terminal_output_keeps_loose_lists_and_fences_whole() -> None:
             renderer.finish(ev.result)
     lines = [line.strip() for line in buf.getvalue().splitlines() if line.strip()]
     assert lines == ["1 one", "2 two", "more of two", "code", "more code", "tail"]
+
+
+def test_terminal_output_is_the_same_however_the_tokens_arrive() -> None:
+    import random
+
+    from r1chat.markdown import answer_markdown
+    from r1chat.session import TurnResult
+
+    text = ("# Title\n\nFirst paragraph\nstill first.\n\n1. one\n\n2. two\n\n"
+            "```python\nx = 1\n\n\ny = 2\n```\n\n> quoted\n\nLast line.")
+
+    def printed(chunks: list[str]) -> str:
+        buf = io.StringIO()
+        renderer = TerminalRenderer(show_think=False, console=Console(file=buf, width=60))
+        for chunk in chunks:
+            renderer.answer(chunk)
+        renderer.finish(TurnResult(question="q", answer=text))
+        return buf.getvalue()
+
+    whole = io.StringIO()
+    Console(file=whole, width=60).print(answer_markdown(text))
+    rng = random.Random(7)
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, len(text)), rng.randint(1, 40)))
+        chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        assert printed(chunks) == whole.getvalue()

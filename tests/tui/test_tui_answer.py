@@ -136,3 +136,31 @@ async def test_a_long_fence_streams_into_the_same_screen() -> None:
             await view.append(piece)
         await pilot.pause()
         assert _shows_as_whole(view, text)
+
+
+def test_fence_runs_cut_between_statements_so_highlighting_holds() -> None:
+    code = "".join(f'def f{i}():\n    """Line one\n    line two\n    """\n    return {i}\n\n'
+                   for i in range(12))
+    fence = f"```python\n{code}```\n"
+    runs = fence_runs(fence)
+    assert runs is not None and len(runs) > 2
+    # Each later run starts (after the blank lines it took over) with a new function.
+    for run in runs[1:]:
+        assert next(line for line in run.split("\n")[1:] if line.strip()).startswith("def ")
+    whole = render_markdown(fence, 70)
+    got = Content("\n").join(BlockRenders().render(fence, 70, True, last_final=True))
+    assert got.plain == whole.plain and got.spans == whole.spans
+
+
+async def test_what_follows_a_long_fence_in_its_block_adds_nothing() -> None:
+    body = "".join(f"line {i}\n" for i in range(25))
+    cases = [f"```\n{body}```\n \n", f"```\n{body}```\n\t\n", f"```\n{body}```\n[x]: http://a\n",
+             "```a`b is a paragraph\n" + "".join(f"word{i}\n" for i in range(24))]
+    assert fence_runs(cases[-1]) is None  # not a fence at all
+    app = AnswerApp()
+    async with app.run_test(size=(60, 40)) as pilot:
+        view = app.query_one(AnswerView)
+        for text in cases:
+            await view.show(text + "\nafter")
+            await pilot.pause()
+            assert _shows_as_whole(view, text + "\nafter"), text[:20]

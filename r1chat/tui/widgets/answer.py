@@ -22,7 +22,7 @@ from textual.strip import Strip
 from textual.visual import Visual
 from textual.widget import Widget
 
-from r1chat.markdown import answer_markdown, block_starts
+from r1chat.markdown import answer_markdown, block_starts, code_fence
 
 # Blocks per sealed part: a 4,000-token answer is a few dozen widgets.
 BLOCKS_PER_PART = 12
@@ -32,29 +32,37 @@ FENCE_RUN_LINES = 20
 
 
 def fence_runs(block: str) -> list[str] | None:
-    """A long fenced code block cut into fences of at most FENCE_RUN_LINES lines, or None.
+    """A long fenced code block cut into fences of 1-2x FENCE_RUN_LINES lines, or None.
 
-    Each cut falls after a non-blank line (Rich drops a fence's trailing blank lines, never its
-    leading ones), so the runs rendered one after another show every line of the whole.
+    Rich drops a fence's trailing blank lines, never its leading ones, so blank lines at a cut
+    start the next run and the runs rendered one after another show every line of the whole.
+    Cuts prefer a line at the left margin (a new top-level statement), where a multi-line string
+    or comment is least likely to be open, so highlighting rarely changes at a cut.
     """
-    lines = block.rstrip("\n").split("\n")
-    opening = lines[0]
-    marker = opening[:3]
-    if marker not in ("```", "~~~"):
+    fence = code_fence(block)
+    if fence is None:
         return None
-    fence = opening[:len(opening) - len(opening.lstrip(marker[0]))]
-    body = lines[1:]
-    if body and body[-1].strip() and set(body[-1].strip()) == {marker[0]} and (
-            len(body[-1].strip()) >= len(fence)):
-        body = body[:-1]
+    marker, info, code = fence
+    body = code.rstrip("\n").split("\n")
     if len(body) <= FENCE_RUN_LINES:
         return None
-    runs: list[list[str]] = [[]]
-    for line in body:
-        if len(runs[-1]) >= FENCE_RUN_LINES and runs[-1][-1].strip():
-            runs.append([])
-        runs[-1].append(line)
-    return [f"{opening}\n" + "\n".join(run) + f"\n{fence}\n" for run in runs]
+    runs: list[list[str]] = []
+    start = 0
+    while len(body) - start > FENCE_RUN_LINES:
+        window = range(start + FENCE_RUN_LINES, min(len(body), start + 2 * FENCE_RUN_LINES))
+        cut = next((i for i in window if body[i][:1] not in ("", " ", "\t")), None)
+        if cut is None and len(body) - start <= 2 * FENCE_RUN_LINES:
+            break  # a longer last run rather than a cut inside a statement
+        if cut is None:
+            cut = next((i for i in range(window.start, len(body)) if body[i].strip()), None)
+        if cut is None:
+            break  # only blank lines are left
+        while cut - 1 > start and not body[cut - 1].strip():
+            cut -= 1
+        runs.append(body[start:cut])
+        start = cut
+    runs.append(body[start:])
+    return [f"{marker}{info}\n" + "\n".join(run) + f"\n{marker}\n" for run in runs]
 
 
 def markdown_lines(source: str, width: int, dark: bool = True) -> list[Content]:
@@ -117,6 +125,9 @@ class BlockRenders:
         runs = fence_runs(block) if split else None
         if runs is None:
             lines = markdown_lines(block, width, dark)
+            # A live part's last block is still growing: each version would be kept.
+            if final:
+                self._blocks[block] = lines
         else:
             # Each run renders as a fence with a padding row above and below: keep the first
             # run's top row and the last run's bottom row only.
@@ -125,9 +136,6 @@ class BlockRenders:
                 rendered = self._block(run, width, dark, final=final or i < len(runs) - 1,
                                        split=False)
                 lines.extend(rendered[(1 if i else 0):(None if i == len(runs) - 1 else -1)])
-        # A live part's last block is still growing: each version would be kept.
-        if final:
-            self._blocks[block] = lines
         return lines
 
 
@@ -251,6 +259,10 @@ class AnswerView(Vertical):
         live.seal()
         self._live_start += cut
         await self.mount(MarkdownPart(self.source[self._live_start:], renders=self._renders))
+
+    def finish(self) -> None:
+        """No more text will come: the last part's blocks may be kept like the others."""
+        self._live().final = True
 
     async def show(self, source: str) -> None:
         """Show a whole answer at once (from the history)."""

@@ -96,6 +96,7 @@ class TurnView(Vertical):
         await self.query_one(AnswerView).append(text)
 
     def end_stream(self) -> None:
+        self.query_one(AnswerView).finish()
         if not self.thinking.strip():
             self._hide_thinking()
 
