@@ -15,7 +15,7 @@ from r1chat.tui.widgets.answer import (
     BlockRenders,
     MarkdownPart,
     fence_runs,
-    render_markdown,
+    markdown_lines,
 )
 
 SECTION = (
@@ -31,6 +31,16 @@ LONG = "# Tilings\n\n" + "".join(SECTION.format(k=k) for k in range(1, 31)) + "D
 class AnswerApp(App[None]):
     def compose(self) -> ComposeResult:
         yield AnswerView()
+
+
+def render_markdown(text: str, width: int) -> Content:
+    """The whole text rendered at once: what the parts must add up to."""
+    return Content("\n").join(markdown_lines(text, width))
+
+
+async def _stream(view: AnswerView, text: str, seed: int) -> None:
+    for piece in _pieces(text, seed):
+        await view.append(piece)
 
 
 def _pieces(text: str, seed: int) -> list[str]:
@@ -57,8 +67,7 @@ async def test_a_streamed_answer_becomes_few_widgets_that_render_as_the_whole() 
     app = AnswerApp()
     async with app.run_test(size=(100, 40)) as pilot:
         view = app.query_one(AnswerView)
-        for piece in _pieces(LONG, seed=1):
-            await view.append(piece)
+        await _stream(view, LONG, seed=1)
         await pilot.pause()
         parts = list(view.query(MarkdownPart))
         assert "".join(p.source for p in parts) == LONG
@@ -132,8 +141,7 @@ async def test_a_long_fence_streams_into_the_same_screen() -> None:
     app = AnswerApp()
     async with app.run_test(size=(90, 40)) as pilot:
         view = app.query_one(AnswerView)
-        for piece in _pieces(text, seed=3):
-            await view.append(piece)
+        await _stream(view, text, seed=3)
         await pilot.pause()
         assert _shows_as_whole(view, text)
 

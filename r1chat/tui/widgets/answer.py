@@ -87,11 +87,6 @@ def markdown_lines(source: str, width: int, dark: bool = True) -> list[Content]:
     return [Content.from_rich_text(text, console) for text in texts]
 
 
-def render_markdown(source: str, width: int, dark: bool = True) -> Content:
-    """`source` as Rich renders it at `width` cells, as one Content."""
-    return Content("\n").join(markdown_lines(source, width, dark))
-
-
 class BlockRenders:
     """Each block rendered once per width and theme: as text streams in, only the block still
     growing is rendered again (Rich takes ~3 ms a block, more with a highlighted fence)."""
