@@ -34,10 +34,11 @@ from r1chat.prompts import PRESETS, apply_preset, history_messages
 from r1chat.reasoning import extract_boxed
 from r1chat.sanitize import sanitize
 from r1chat.session import Delta, TurnDone, TurnResult, run_turn
-from r1chat.tui.buffer import Chunk, FramePacer, TurnBuffer
+from r1chat.tui.buffer import Chunk, TurnBuffer
 from r1chat.tui.commands import R1ChatCommands
 from r1chat.tui.dialogs import ConfirmScreen, TextPromptScreen
 from r1chat.tui.help import HelpScreen
+from r1chat.tui.pacing import FramePacer
 from r1chat.tui.text import last_code_block, saved_thinking_title, thinking_title
 from r1chat.tui.widgets.message import TurnView
 from r1chat.tui.widgets.prompt import PromptInput

@@ -24,7 +24,7 @@ def test_a_longer_fence_holds_a_shorter_one_and_unclosed_runs_to_the_end() -> No
 
 
 def test_frame_pacer_keeps_the_ui_threads_share_of_a_core() -> None:
-    from r1chat.tui.buffer import FramePacer
+    from r1chat.tui.pacing import FramePacer
 
     clock = {"wall": 0.0, "cpu": 0.0}
     pacer = FramePacer(0.05, share=0.5, cpu=lambda: clock["cpu"], wall=lambda: clock["wall"])
