@@ -4,7 +4,7 @@ The 7B model cannot be downloaded on the development machines, so the reply is w
 everything on screen is drawn by the app itself. Speeds and times are pinned for a stable image.
 With `--model` (a path or alias) the reply comes from that model instead, with real timings.
 
-    .venv/bin/python scripts/screenshot.py [-o OUT.svg] [--model r1-7b]
+    .venv/bin/python scripts/screenshot.py [-o OUT.svg] [--model r1-7b] [--question TEXT]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ ANSWER = (
 )
 
 
-async def shoot(out: Path, model: str | None) -> None:
+async def shoot(out: Path, model: str | None, question: str = QUESTION) -> None:
     settings = Settings(thinking="open")
     engine: Any
     if model is None:
@@ -54,13 +54,13 @@ async def shoot(out: Path, model: str | None) -> None:
     else:
         from r1chat.cli import load_engine
 
-        settings = replace(settings, model=model)
+        settings = replace(settings, model=model, seed=1)
         engine = load_engine(settings, quiet=False)
     scratch = tempfile.TemporaryDirectory()  # saved as in real use, not into your history
     app = R1ChatApp(settings, engine=engine,
                     open_store=lambda: HistoryStore.open(Path(scratch.name) / "h.sqlite3"))
     async with app.run_test(size=(132, 34)) as pilot:
-        app.prompt.insert(QUESTION)
+        app.prompt.insert(question)
         await pilot.press("enter")
         while not app.turns or app.generation is not None:
             await pilot.pause(0.05)
@@ -77,5 +77,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--out", type=Path, default=Path("assets/screenshot.svg"))
     ap.add_argument("--model", help="a GGUF path or alias: a live session instead of the replay")
+    ap.add_argument("--question", default=QUESTION)
     args = ap.parse_args()
-    asyncio.run(shoot(args.out, args.model))
+    asyncio.run(shoot(args.out, args.model, args.question))
