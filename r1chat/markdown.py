@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from markdown_it import MarkdownIt
-from rich.console import JustifyMethod
+from rich.console import Console, JustifyMethod
 from rich.markdown import Heading, Markdown
+from rich.segment import Segment
 
 
 class _LeftHeading(Heading):
@@ -26,6 +27,18 @@ class AnswerMarkdown(Markdown):
 
 def answer_markdown(text: str, code_theme: str = "monokai") -> AnswerMarkdown:
     return AnswerMarkdown(text, code_theme=code_theme, hyperlinks=False)
+
+
+def markdown_lines(console: Console, text: str, code_theme: str = "monokai") -> list[list[Segment]]:
+    """`text` as Markdown lines at the console's width, without the blank lines Rich sometimes
+    puts before the first block (a loose list) or after the last: pieces rendered apart then sit
+    exactly one blank line apart, as Rich puts blocks rendered together."""
+    lines = console.render_lines(answer_markdown(text, code_theme), console.options, pad=False)
+    while lines and not "".join(seg.text for seg in lines[-1]):
+        lines.pop()
+    while lines and not "".join(seg.text for seg in lines[0]):
+        lines.pop(0)
+    return lines
 
 
 # The parser Rich's Markdown uses, so blocks split here are the blocks Rich would render.
@@ -56,8 +69,10 @@ def code_fence(block: str) -> tuple[str, str, str] | None:
 
     Asks the parser, not the first characters: "```a`b" starts a paragraph, not a fence.
     """
+    if block[:1] not in ("`", "~"):
+        return None  # no parse needed: called for every block as text streams in
     tokens = _PARSER.parse(block)
-    if not tokens or tokens[0].type != "fence" or block[:1] not in ("`", "~"):
+    if not tokens or tokens[0].type != "fence":
         return None
     token = tokens[0]
     return token.markup, token.info, token.content

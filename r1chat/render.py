@@ -127,11 +127,6 @@ class TerminalRenderer:
             out.flush()
             self._thinking = False
 
-    def _markdown(self, text: str) -> Any:
-        from r1chat.markdown import answer_markdown
-
-        return answer_markdown(text)
-
     def answer(self, text: str) -> None:
         text = self._clean_answer.feed(text)
         if not text:
@@ -164,12 +159,9 @@ class TerminalRenderer:
         start (a loose list) or after the last: batches then sit exactly one line apart."""
         from rich.segment import Segment, Segments
 
-        console = self.console
-        lines = console.render_lines(self._markdown(text), console.options, pad=False)
-        while lines and not "".join(seg.text for seg in lines[-1]):
-            lines.pop()
-        while lines and not "".join(seg.text for seg in lines[0]):
-            lines.pop(0)
+        from r1chat.markdown import markdown_lines
+
+        lines = markdown_lines(self.console, text)
         return Segments([seg for line in lines for seg in (*line, Segment.line())])
 
     def _live_view(self) -> Any:

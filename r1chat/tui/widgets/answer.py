@@ -22,7 +22,8 @@ from textual.strip import Strip
 from textual.visual import Visual
 from textual.widget import Widget
 
-from r1chat.markdown import answer_markdown, block_starts, code_fence
+from r1chat.markdown import block_starts, code_fence
+from r1chat.markdown import markdown_lines as rich_markdown_lines
 
 # Blocks per sealed part: a 4,000-token answer is a few dozen widgets.
 BLOCKS_PER_PART = 12
@@ -70,21 +71,14 @@ def markdown_lines(source: str, width: int, dark: bool = True) -> list[Content]:
     console = Console(width=width, file=io.StringIO(), color_system="truecolor",
                       force_terminal=True, legacy_windows=False, markup=False, emoji=False,
                       highlight=False)
-    md = answer_markdown(source, code_theme="monokai" if dark else "default")
-    texts = []
-    for line in console.render_lines(md, console.options.update_width(width), pad=False):
+    out = []
+    for line in rich_markdown_lines(console, source, "monokai" if dark else "default"):
         text = Text(end="")
         for segment in line:
             if not segment.control:
                 text.append(segment.text, segment.style)
-        texts.append(text)
-    # Blocks sit one blank line apart, as Rich puts them: drop the blank lines Rich sometimes
-    # adds before a block at the very start or after the last.
-    while texts and not texts[-1].plain:
-        texts.pop()
-    while texts and not texts[0].plain:
-        texts.pop(0)
-    return [Content.from_rich_text(text, console) for text in texts]
+        out.append(Content.from_rich_text(text, console))
+    return out
 
 
 class BlockRenders:
