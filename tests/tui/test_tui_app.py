@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from textual.command import CommandList
+from textual.geometry import Region
 from tui_support import ANSWER, REPLY, THINKING, FrozenClock, GatedEngine, wait_until
 
 from r1chat.config import Settings
@@ -264,30 +265,28 @@ async def test_input_typed_while_loading_is_sent_once_loaded() -> None:
         assert app.turns[0][0] == "early" and app.prompt.text == ""
 
 
-async def test_wide_terminal_puts_thinking_beside_the_answer() -> None:
+async def _regions_mid_reply(size: tuple[int, int]) -> tuple[Region, Region]:
+    """The thinking pane's and the answer's regions while both are streaming, thinking open."""
     engine = GatedEngine(REPLY, pause_after=60)
     app = R1ChatApp(Settings(thinking="open"), engine=engine)
-    async with app.run_test(size=WIDE) as pilot:
+    async with app.run_test(size=size) as pilot:
         view = await ask(pilot, app, "q")
         await wait_until(lambda: engine.paused.is_set() and view.answer, pilot)
         await pilot.pause()
-        pane, answer = view.query_one(ThinkingPane).region, view.query_one(".answer").region
-        assert answer.x >= pane.right and answer.y == pane.y
+        regions = view.query_one(ThinkingPane).region, view.query_one(".answer").region
         engine.gate.set()
         await wait_until(lambda: idle(app), pilot)
+    return regions
+
+
+async def test_wide_terminal_puts_thinking_beside_the_answer() -> None:
+    pane, answer = await _regions_mid_reply(WIDE)
+    assert answer.x >= pane.right and answer.y == pane.y
 
 
 async def test_narrow_terminal_stacks_thinking_above_the_answer() -> None:
-    engine = GatedEngine(REPLY, pause_after=60)
-    app = R1ChatApp(Settings(thinking="open"), engine=engine)
-    async with app.run_test(size=NARROW) as pilot:
-        view = await ask(pilot, app, "q")
-        await wait_until(lambda: engine.paused.is_set() and view.answer, pilot)
-        await pilot.pause()
-        pane, answer = view.query_one(ThinkingPane).region, view.query_one(".answer").region
-        assert answer.y >= pane.bottom and answer.x == pane.x
-        engine.gate.set()
-        await wait_until(lambda: idle(app), pilot)
+    pane, answer = await _regions_mid_reply(NARROW)
+    assert answer.y >= pane.bottom and answer.x == pane.x
 
 
 async def test_folded_thinking_leaves_the_answer_the_whole_width() -> None:
