@@ -5,7 +5,7 @@ top-k 40, fixed seed, end of sequence ignored) four ways:
 
   bare     llama_decode + llama.cpp's native sampler chain through llama_cpp's ctypes API: the
            least any Python program can do per token (no detokenization at all)
-  r1chat   r1chat.session.run_turn on LlamaEngine: engine, detokenization and the reasoning
+  r1chat   r1chat.turn.run_turn on LlamaEngine: engine, detokenization and the reasoning
            splitter, every event consumed, no UI
   stock    llama-cpp-python's Llama.create_completion(stream=True), for reference
   llama-bench  the C++ tool, when $LLAMA_BENCH is set or llama-bench is on PATH: tg at the depth
@@ -87,15 +87,24 @@ def context_params(ll: Any, n_ctx: int, threads: int, flash: bool) -> Any:
     cp.n_ctx = n_ctx
     cp.n_batch = cp.n_ubatch = min(512, n_ctx)
     cp.n_threads = cp.n_threads_batch = threads
-    cp.flash_attn_type = (ll.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash
-                          else ll.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    cp.flash_attn_type = (
+        ll.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash else ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
     cp.type_k = cp.type_v = ll.GGML_TYPE_F16
     cp.no_perf = True
     return cp
 
 
-def bare_loop(ll: Any, model: Any, cparams: Any, prompt: list[int], n: int, step: int,
-              seed: int, keep: list[int]) -> Iterator[int]:
+def bare_loop(
+    ll: Any,
+    model: Any,
+    cparams: Any,
+    prompt: list[int],
+    n: int,
+    step: int,
+    seed: int,
+    keep: list[int],
+) -> Iterator[int]:
     ctx = ll.llama_init_from_model(model, cparams)
     chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
     ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(TOP_K))
@@ -142,8 +151,9 @@ class CountingEngine:
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return self.engine.count_tokens(messages)
 
-    def stream(self, messages: list[ChatMessage], params: SamplingParams,
-               cancel: Any = None) -> Iterator[Event]:
+    def stream(
+        self, messages: list[ChatMessage], params: SamplingParams, cancel: Any = None
+    ) -> Iterator[Event]:
         for ev in self.engine.stream(messages, params, cancel):
             if isinstance(ev, Token) and ev.id >= 0:
                 self.n += 1
@@ -155,11 +165,13 @@ class CountingEngine:
         self.engine.close()
 
 
-def engine_path(engine: LlamaEngine, prompt: list[int], n: int, step: int,
-                seed: int) -> Iterator[int]:
+def engine_path(
+    engine: LlamaEngine, prompt: list[int], n: int, step: int, seed: int
+) -> Iterator[int]:
     """LlamaEngine.stream_tokens alone (no splitter), each Token's text touched."""
-    params = SamplingParams(temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K, max_tokens=n,
-                            seed=seed, ignore_eos=True)
+    params = SamplingParams(
+        temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K, max_tokens=n, seed=seed, ignore_eos=True
+    )
     mark = 1
     count = chars = 0
     for ev in engine.stream_tokens(prompt, params):
@@ -172,18 +184,22 @@ def engine_path(engine: LlamaEngine, prompt: list[int], n: int, step: int,
                     mark = step if mark == 1 else mark + step
 
 
-def r1chat_path(engine: LlamaEngine, question: str, n: int, step: int, seed: int,
-                keep: list[int]) -> Iterator[int]:
-    from r1chat.session import TurnDone, run_turn
+def r1chat_path(
+    engine: LlamaEngine, question: str, n: int, step: int, seed: int, keep: list[int]
+) -> Iterator[int]:
+    from r1chat.turn import Delta, TurnDone, run_turn
 
     counted = CountingEngine(engine, keep)
-    params = SamplingParams(temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K, max_tokens=n,
-                            seed=seed, ignore_eos=True)
+    params = SamplingParams(
+        temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K, max_tokens=n, seed=seed, ignore_eos=True
+    )
     mark = 1
     think = answer = 0
     for ev in run_turn(counted, [], question, params):  # type: ignore[arg-type]
         if isinstance(ev, TurnDone):
             break
+        if not isinstance(ev, Delta):
+            continue
         # What a front end does with each event at least: look at its kind and size.
         if ev.kind == "think":
             think += len(ev.text)
@@ -196,8 +212,9 @@ def r1chat_path(engine: LlamaEngine, question: str, n: int, step: int, seed: int
         raise RuntimeError(f"r1chat stopped after {counted.n} tokens")
 
 
-def stock_path(llm: Any, prompt: list[int], n: int, step: int, seed: int,
-               stop: threading.Event) -> Iterator[int]:
+def stock_path(
+    llm: Any, prompt: list[int], n: int, step: int, seed: int, stop: threading.Event
+) -> Iterator[int]:
     """create_completion(stream=True), paused every `step` tokens from its stopping criteria.
 
     Its chunks cannot mark the tokens: it holds text back while the tail is not valid UTF-8
@@ -220,9 +237,18 @@ def stock_path(llm: Any, prompt: list[int], n: int, step: int, seed: int,
         try:
             llm.reset()
             for _chunk in llm.create_completion(
-                    prompt, max_tokens=n, temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K,
-                    min_p=0.0, typical_p=1.0, repeat_penalty=1.0, seed=seed, stream=True,
-                    stopping_criteria=criteria):  # type: ignore[arg-type]
+                prompt,
+                max_tokens=n,
+                temperature=TEMPERATURE,
+                top_p=TOP_P,
+                top_k=TOP_K,
+                min_p=0.0,
+                typical_p=1.0,
+                repeat_penalty=1.0,
+                seed=seed,
+                stream=True,
+                stopping_criteria=criteria,
+            ):  # type: ignore[arg-type]
                 pass
         except BaseException as e:  # handed to the driver's thread
             box["error"] = e
@@ -270,8 +296,9 @@ class CallClock:
 # --- the driver -------------------------------------------------------------------------------
 
 
-def interleave(variants: list[Variant], n: int, window: int,
-               clock: CallClock | None = None) -> dict[str, list[tuple[int, float]]]:
+def interleave(
+    variants: list[Variant], n: int, window: int, clock: CallClock | None = None
+) -> dict[str, list[tuple[int, float]]]:
     """Advance the variants in turns; per variant, (tokens, seconds) per window."""
     out: dict[str, list[tuple[int, float]]] = {v.name: [] for v in variants}
     acc: dict[str, list[float]] = {v.name: [0.0, 0.0] for v in variants}  # tokens, seconds
@@ -281,7 +308,7 @@ def interleave(variants: list[Variant], n: int, window: int,
     turn = 0
     while not all(v.done for v in variants):
         live = [v for v in variants if not v.done]
-        order = live[turn % len(live):] + live[: turn % len(live)]
+        order = live[turn % len(live) :] + live[: turn % len(live)]
         turn += 1
         for v in order:
             before = v.count
@@ -311,8 +338,7 @@ def interleave(variants: list[Variant], n: int, window: int,
             fastest = min(w.seconds for w in variants)
             if v.stop is not None and not v.stop.is_set() and v.seconds > 4 * fastest + 10:
                 v.stop.set()
-                v.note = (f"cut off after {v.count} tokens: over 4x the time of the fastest"
-                          " variant")
+                v.note = f"cut off after {v.count} tokens: over 4x the time of the fastest variant"
     return out
 
 
@@ -321,17 +347,34 @@ def find_llama_bench() -> str | None:
     return exe if exe and Path(exe).exists() else None
 
 
-def llama_bench_windows(exe: str, model: Path, prompt_len: int, n: int, window: int,
-                        threads: int, ngl: int, flash: bool) -> tuple[list[float], str]:
+def llama_bench_windows(
+    exe: str, model: Path, prompt_len: int, n: int, window: int, threads: int, ngl: int, flash: bool
+) -> tuple[list[float], str]:
     """tg`window` at the depth where each window starts, or one tg`n` when -d is unknown."""
     depths = ",".join(str(prompt_len + k * window) for k in range(n // window))
-    base = [exe, "-m", str(model), "-p", "0", "-t", str(threads), "-ngl", str(ngl),
-            "-fa", "1" if flash else "0", "-r", "1", "-o", "json"]
-    for args, label in (([*base, "-n", str(window), "-d", depths], "per window (tg at depth)"),
-                        ([*base, "-n", str(n)], f"tg{n} from depth 0")):
+    base = [
+        exe,
+        "-m",
+        str(model),
+        "-p",
+        "0",
+        "-t",
+        str(threads),
+        "-ngl",
+        str(ngl),
+        "-fa",
+        "1" if flash else "0",
+        "-r",
+        "1",
+        "-o",
+        "json",
+    ]
+    for args, label in (
+        ([*base, "-n", str(window), "-d", depths], "per window (tg at depth)"),
+        ([*base, "-n", str(n)], f"tg{n} from depth 0"),
+    ):
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=1800,
-                                  check=False)
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
             rows = json.loads(proc.stdout) if proc.returncode == 0 else None
         except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
             rows = None
@@ -352,10 +395,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu-layers", type=int, default=None, help="default: all when offloading")
     p.add_argument("--no-flash-attn", action="store_true")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--skip", action="append", default=[],
-                   choices=["engine", "stock", "llama-bench"])
-    p.add_argument("--no-call-clock", action="store_true",
-                   help="do not time the llama.cpp calls (saves ~1 µs per token)")
+    p.add_argument(
+        "--skip", action="append", default=[], choices=["engine", "stock", "llama-bench"]
+    )
+    p.add_argument(
+        "--no-call-clock",
+        action="store_true",
+        help="do not time the llama.cpp calls (saves ~1 µs per token)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = p.parse_args(argv)
     if a.quick:
@@ -384,10 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     kept: dict[str, list[int]] = {"bare": [], "r1chat": []}
     engine2 = LlamaEngine(model, opts) if "engine" not in a.skip else None
     variants = [
-        Variant("bare", bare_loop(ll, bare_model, cparams, prompt, n, a.step, a.seed,
-                                  kept["bare"])),
-        Variant("r1chat", r1chat_path(engine2 or engine, question, n, a.step, a.seed,
-                                      kept["r1chat"])),
+        Variant(
+            "bare", bare_loop(ll, bare_model, cparams, prompt, n, a.step, a.seed, kept["bare"])
+        ),
+        Variant(
+            "r1chat", r1chat_path(engine2 or engine, question, n, a.step, a.seed, kept["r1chat"])
+        ),
     ]
     llm = None
     if engine2 is not None:
@@ -395,17 +444,29 @@ def main(argv: list[str] | None = None) -> int:
     if "stock" not in a.skip:
         from llama_cpp import Llama
 
-        llm = Llama(str(model), n_ctx=engine.info.n_ctx, n_batch=512, n_ubatch=512,
-                    n_threads=a.threads, n_threads_batch=a.threads,
-                    n_gpu_layers=-1 if ngl == ALL_LAYERS else ngl, flash_attn=flash,
-                    seed=a.seed, verbose=False)
+        llm = Llama(
+            str(model),
+            n_ctx=engine.info.n_ctx,
+            n_batch=512,
+            n_ubatch=512,
+            n_threads=a.threads,
+            n_threads_batch=a.threads,
+            n_gpu_layers=-1 if ngl == ALL_LAYERS else ngl,
+            flash_attn=flash,
+            seed=a.seed,
+            verbose=False,
+        )
         stop = threading.Event()
-        variants.append(Variant("stock", stock_path(llm, prompt, n, a.step, a.seed, stop),
-                                stop=stop))
+        variants.append(
+            Variant("stock", stock_path(llm, prompt, n, a.step, a.seed, stop), stop=stop)
+        )
 
-    print(f"model {model} ({engine.info.backend}, {engine.info.n_gpu_layers} GPU layers),"
-          f" prompt {len(prompt)} tokens, {n} tokens per variant, threads {a.threads},"
-          f" flash attention {'on' if flash else 'off'}, seed {a.seed}", flush=True)
+    print(
+        f"model {model} ({engine.info.backend}, {engine.info.n_gpu_layers} GPU layers),"
+        f" prompt {len(prompt)} tokens, {n} tokens per variant, threads {a.threads},"
+        f" flash attention {'on' if flash else 'off'}, seed {a.seed}",
+        flush=True,
+    )
     t_all = time.perf_counter()
     windows = interleave(variants, n, a.window, clock)
     wall = time.perf_counter() - t_all
@@ -414,8 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     lb_label = "not run"
     exe = None if "llama-bench" in a.skip else find_llama_bench()
     if exe:
-        lb, lb_label = llama_bench_windows(exe, model, len(prompt), n, a.window, a.threads,
-                                           99 if ngl == ALL_LAYERS else ngl, flash)
+        lb, lb_label = llama_bench_windows(
+            exe, model, len(prompt), n, a.window, a.threads, 99 if ngl == ALL_LAYERS else ngl, flash
+        )
     elif "llama-bench" not in a.skip:
         lb_label = "not found (set $LLAMA_BENCH)"
     per_window_lb = len(lb) > 1
@@ -442,13 +504,16 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [v.name for v in variants]
     others = names[1:]
-    head = f"{'window':>11} {'bare':>8}" + "".join(f" {m:>8} {'/bare':>6} {'med':>6}"
-                                                   for m in others)
+    head = f"{'window':>11} {'bare':>8}" + "".join(
+        f" {m:>8} {'/bare':>6} {'med':>6}" for m in others
+    )
     if per_window_lb:
         head += f" {'l-bench':>8} {'r1/lb':>6}"
-    print(f"\ntokens/s per {a.window:,}-token window (interleaved every {a.step} tokens,"
-          f" {wall:.0f} s in all); /bare: ratio of the window's speeds; med: median of the"
-          " per-turn ratios")
+    print(
+        f"\ntokens/s per {a.window:,}-token window (interleaved every {a.step} tokens,"
+        f" {wall:.0f} s in all); /bare: ratio of the window's speeds; med: median of the"
+        " per-turn ratios"
+    )
     print(head)
     n_windows = max(len(r) for r in windows.values())
     table = []
@@ -460,8 +525,10 @@ def main(argv: list[str] | None = None) -> int:
             r = rate(m, k)
             row[m], row[f"{m}_ratio"] = r, ratio(r, b)
             row[f"{m}_median_turn_ratio"] = paired(m, k * a.window, (k + 1) * a.window)
-            line += (f" {fmt(r):>8} {fmt(row[f'{m}_ratio'], '.3f'):>6}"
-                     f" {fmt(row[f'{m}_median_turn_ratio'], '.3f'):>6}")
+            line += (
+                f" {fmt(r):>8} {fmt(row[f'{m}_ratio'], '.3f'):>6}"
+                f" {fmt(row[f'{m}_median_turn_ratio'], '.3f'):>6}"
+            )
         if per_window_lb:
             lbk = lb[k] if k < len(lb) else None
             row["llama_bench"] = lbk
@@ -485,8 +552,10 @@ def main(argv: list[str] | None = None) -> int:
             r = total(m, upto)
             entry[m], entry[f"{m}_ratio"] = r, ratio(r, b)
             entry[f"{m}_median_turn_ratio"] = paired(m, 0, upto)
-            parts.append(f"{m} {fmt(r)} ({fmt(entry[f'{m}_ratio'], '.3f')};"
-                         f" median per turn {fmt(entry[f'{m}_median_turn_ratio'], '.3f')})")
+            parts.append(
+                f"{m} {fmt(r)} ({fmt(entry[f'{m}_ratio'], '.3f')};"
+                f" median per turn {fmt(entry[f'{m}_median_turn_ratio'], '.3f')})"
+            )
         summary[str(upto)] = entry
         print(f"over {upto:,} tokens, tok/s (ratio to bare): " + ", ".join(parts))
     same = kept["bare"] == kept["r1chat"]
@@ -501,28 +570,49 @@ def main(argv: list[str] | None = None) -> int:
             decoded = sum(t[1] - t[0] for t in v.turns)
             if decoded:
                 outside[v.name] = (v.seconds - clock.inside.get(v.name, 0.0)) / decoded * 1e6
-        inside_bare = clock.inside.get("bare", 0.0) / max(1, sum(t[1] - t[0] for t in
-                                                                variants[0].turns)) * 1e6
-        print(f"time per token outside llama_decode/llama_sampler_sample (Python work, µs):"
-              f" {', '.join(f'{k} {x:.1f}' for k, x in outside.items())};"
-              f" inside them (bare): {inside_bare:,.0f}")
+        inside_bare = (
+            clock.inside.get("bare", 0.0)
+            / max(1, sum(t[1] - t[0] for t in variants[0].turns))
+            * 1e6
+        )
+        print(
+            f"time per token outside llama_decode/llama_sampler_sample (Python work, µs):"
+            f" {', '.join(f'{k} {x:.1f}' for k, x in outside.items())};"
+            f" inside them (bare): {inside_bare:,.0f}"
+        )
         if "r1chat" in outside:
             extra = outside["r1chat"] - outside["bare"]
-            print(f"r1chat's extra Python work: {extra:.1f} µs per token, i.e. a ratio of"
-                  f" {inside_bare / (inside_bare + extra):.4f} at this model's speed")
+            print(
+                f"r1chat's extra Python work: {extra:.1f} µs per token, i.e. a ratio of"
+                f" {inside_bare / (inside_bare + extra):.4f} at this model's speed"
+            )
     for v in variants:
         if v.note:
             print(f"note: {v.name} {v.note}")
 
     if a.json:
-        a.json.write_text(json.dumps({
-            "model": str(model), "backend": engine.info.backend, "tokens": n,
-            "window": a.window, "step": a.step, "prompt_tokens": len(prompt),
-            "threads": a.threads, "flash_attn": flash, "windows": table, "summary": summary,
-            "llama_bench": {"label": lb_label, "tok_s": lb}, "same_tokens": same,
-            "notes": {v.name: v.note for v in variants if v.note},
-            "python_us_per_token": outside,
-        }, indent=2) + "\n")
+        a.json.write_text(
+            json.dumps(
+                {
+                    "model": str(model),
+                    "backend": engine.info.backend,
+                    "tokens": n,
+                    "window": a.window,
+                    "step": a.step,
+                    "prompt_tokens": len(prompt),
+                    "threads": a.threads,
+                    "flash_attn": flash,
+                    "windows": table,
+                    "summary": summary,
+                    "llama_bench": {"label": lb_label, "tok_s": lb},
+                    "same_tokens": same,
+                    "notes": {v.name: v.note for v in variants if v.note},
+                    "python_us_per_token": outside,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     for e in (engine, engine2, llm):
         if e is not None:
             e.close()

@@ -1,6 +1,6 @@
 """Multi-turn cost: the tokens evaluated for turn N follow the new text, not the whole history.
 
-Runs a conversation of --turns turns through r1chat.session.run_turn on the real engine
+Runs a conversation of --turns turns through r1chat.turn.run_turn on the real engine
 (llama.cpp), sending earlier turns back without their thinking as the app does, and prints per
 turn the prompt length, the tokens reused from the KV cache and the tokens evaluated
 (Stats.cached_tokens, Stats.evaluated_tokens), against how much the prompt grew since the last
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from r1chat.bench import filler_text  # noqa: E402
 from r1chat.engine import LlamaEngine, LoadOptions, SamplingParams  # noqa: E402
 from r1chat.prompts import history_messages  # noqa: E402
-from r1chat.session import TurnDone, run_turn  # noqa: E402
+from r1chat.turn import TurnDone, run_turn  # noqa: E402
 
 
 def default_model() -> Path:
@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     prev_prompt = 0
     print(f"model {model}, {a.turns} turns, replies up to {a.max_tokens} tokens")
-    print(f"{'turn':>4} {'prompt':>7} {'cached':>7} {'evaluated':>9} {'grew by':>8}"
-          f" {'eval/grew':>9} {'eval/prompt':>11} {'reply':>6} {'ttft ms':>8}")
+    print(
+        f"{'turn':>4} {'prompt':>7} {'cached':>7} {'evaluated':>9} {'grew by':>8}"
+        f" {'eval/grew':>9} {'eval/prompt':>11} {'reply':>6} {'ttft ms':>8}"
+    )
     for i in range(1, a.turns + 1):
         question = f"Question {i}: " + filler_text(a.question_words + i)
         history = history_messages(turns)
@@ -63,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         s = result.stats
         grew = s.prompt_tokens - prev_prompt if i > 1 else s.prompt_tokens
         rows.append((i, s.prompt_tokens, s.cached_tokens, s.evaluated_tokens, grew))
-        print(f"{i:>4} {s.prompt_tokens:>7} {s.cached_tokens:>7} {s.evaluated_tokens:>9}"
-              f" {grew:>8} {s.evaluated_tokens / grew:>9.2f}"
-              f" {s.evaluated_tokens / s.prompt_tokens:>11.2f} {s.completion_tokens:>6}"
-              f" {s.ttft_s * 1000:>8.1f}")
+        print(
+            f"{i:>4} {s.prompt_tokens:>7} {s.cached_tokens:>7} {s.evaluated_tokens:>9}"
+            f" {grew:>8} {s.evaluated_tokens / grew:>9.2f}"
+            f" {s.evaluated_tokens / s.prompt_tokens:>11.2f} {s.completion_tokens:>6}"
+            f" {s.ttft_s * 1000:>8.1f}"
+        )
         prev_prompt = s.prompt_tokens
         turns.append((question, result.answer))
     later = rows[1:]
@@ -75,11 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         grew_sum = sum(r[4] for r in later)
         prompt_sum = sum(r[1] for r in later)
         first_eval, last_eval = later[0][3], later[-1][3]
-        print(f"turns 2-{a.turns}: evaluated {ev_sum:,} tokens for {grew_sum:,} tokens of new"
-              f" text (ratio {ev_sum / grew_sum:.2f}); without KV reuse {prompt_sum:,}"
-              f" ({prompt_sum / ev_sum:.1f}x more)")
-        print(f"evaluated at turn {a.turns} / turn 2: {last_eval / first_eval:.2f} while the"
-              f" prompt grew {later[-1][1] / later[0][1]:.2f}x")
+        print(
+            f"turns 2-{a.turns}: evaluated {ev_sum:,} tokens for {grew_sum:,} tokens of new"
+            f" text (ratio {ev_sum / grew_sum:.2f}); without KV reuse {prompt_sum:,}"
+            f" ({prompt_sum / ev_sum:.1f}x more)"
+        )
+        print(
+            f"evaluated at turn {a.turns} / turn 2: {last_eval / first_eval:.2f} while the"
+            f" prompt grew {later[-1][1] / later[0][1]:.2f}x"
+        )
     engine.close()
     return 0
 

@@ -82,13 +82,19 @@ def wall(args: list[str], runs: int) -> list[float]:
 
 
 def import_costs(top: int) -> list[tuple[int, int, str]]:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "r1chat", "--help"],
-                          capture_output=True, text=True, env=_env(), check=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "r1chat", "--help"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=True,
+        cwd=ROOT,
+    )
     rows = []
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "[us]" in line:
             continue
-        self_us, cum_us, name = line[len("import time:"):].split("|")
+        self_us, cum_us, name = line[len("import time:") :].split("|")
         # Nesting shows as extra indentation after the one space that follows the bar.
         rows.append((int(cum_us), int(self_us), name[1:].rstrip()))
     # Parents and children both appear; the indentation (as -X importtime prints it) tells which.
@@ -97,8 +103,14 @@ def import_costs(top: int) -> list[tuple[int, int, str]]:
 
 def heavy_imports() -> list[str]:
     code = MODULES_PROBE.replace("{HEAVY!r}", repr(HEAVY))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=_env(), check=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=True,
+        cwd=ROOT,
+    )
     return list(json.loads(proc.stderr.strip().splitlines()[-1]))
 
 
@@ -108,8 +120,15 @@ def first_frame(runs: int) -> list[tuple[float, float, float, float]] | str:
     out = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", FIRST_FRAME_PROBE], capture_output=True,
-                              text=True, env=_env(), cwd=ROOT, check=False, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", FIRST_FRAME_PROBE],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            cwd=ROOT,
+            check=False,
+            timeout=120,
+        )
         total = time.perf_counter() - t0
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -127,12 +146,16 @@ def main(argv: list[str] | None = None) -> int:
 
     bare = wall([sys.executable, "-c", "pass"], a.runs)
     helps = wall([sys.executable, "-m", "r1chat", "--help"], a.runs)
-    print(f"python -c pass:        median {statistics.median(bare) * 1000:6.0f} ms"
-          f" (min {min(bare) * 1000:.0f})")
-    print(f"python -m r1chat --help: median {statistics.median(helps) * 1000:6.0f} ms"
-          f" (min {min(helps) * 1000:.0f}), {a.runs} runs;"
-          f" r1chat's own share {(statistics.median(helps) - statistics.median(bare)) * 1000:.0f}"
-          " ms")
+    print(
+        f"python -c pass:        median {statistics.median(bare) * 1000:6.0f} ms"
+        f" (min {min(bare) * 1000:.0f})"
+    )
+    print(
+        f"python -m r1chat --help: median {statistics.median(helps) * 1000:6.0f} ms"
+        f" (min {min(helps) * 1000:.0f}), {a.runs} runs;"
+        f" r1chat's own share {(statistics.median(helps) - statistics.median(bare)) * 1000:.0f}"
+        " ms"
+    )
 
     print(f"\ncostliest imports of `r1chat --help` (-X importtime, top {a.top}):")
     print(f"{'cumulative ms':>14} {'self ms':>8}  module")
@@ -140,17 +163,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cum / 1000:>14.1f} {own / 1000:>8.1f}  {name}")
 
     heavy = heavy_imports()
-    print(f"\nheavy modules imported by `r1chat --help`: {', '.join(heavy) or 'none'}"
-          f" (checked: {', '.join(HEAVY)})")
+    print(
+        f"\nheavy modules imported by `r1chat --help`: {', '.join(heavy) or 'none'}"
+        f" (checked: {', '.join(HEAVY)})"
+    )
 
     frames = first_frame(max(1, a.runs // 2))
     if isinstance(frames, str):
         print(f"\nTUI first frame: {frames}")
     else:
         med = [statistics.median(col) * 1000 for col in zip(*frames, strict=True)]
-        print(f"\nTUI first frame without a model ({len(frames)} runs, medians):"
-              f" import r1chat.tui.app {med[0]:.0f} ms; app start to first screen mounted"
-              f" {med[1]:.0f} ms (idle {med[2]:.0f} ms); whole process {med[3]:.0f} ms")
+        print(
+            f"\nTUI first frame without a model ({len(frames)} runs, medians):"
+            f" import r1chat.tui.app {med[0]:.0f} ms; app start to first screen mounted"
+            f" {med[1]:.0f} ms (idle {med[2]:.0f} ms); whole process {med[3]:.0f} ms"
+        )
     return 1 if heavy else 0
 
 

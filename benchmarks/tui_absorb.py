@@ -30,7 +30,7 @@ from typing import Any
 
 from r1chat.engine import SamplingParams
 from r1chat.scripted import ScriptedEngine, split_pieces
-from r1chat.session import run_turn
+from r1chat.turn import run_turn
 
 
 def thinking_text(n_tokens: int) -> str:
@@ -88,10 +88,12 @@ def code_answer_text(n_tokens: int) -> str:
     n = 0
     k = 0
     while n < n_tokens:
-        part = (f"def tilings_{k}(n: int) -> int:\n"
-                f"    \"\"\"Tilings of a 2x{k} board, by the recurrence.\"\"\"\n"
-                "    a, b = 1, 2\n    for _ in range(n - 1):\n        a, b = b, a + b\n"
-                "    return a\n\n")
+        part = (
+            f"def tilings_{k}(n: int) -> int:\n"
+            f'    """Tilings of a 2x{k} board, by the recurrence."""\n'
+            "    a, b = 1, 2\n    for _ in range(n - 1):\n        a, b = b, a + b\n"
+            "    return a\n\n"
+        )
         out.append(part)
         n += len(split_pieces(part))
         k += 1
@@ -129,8 +131,14 @@ async def type_while_streaming(app: Any, done: Callable[[], bool], out: list[flo
         await asyncio.sleep(0.2)
 
 
-async def through_app(reply: str, rate: float | None, hz: float, thinking: str = "auto",
-                      history: int = 0, typing: bool = False) -> AppRun:
+async def through_app(
+    reply: str,
+    rate: float | None,
+    hz: float,
+    thinking: str = "auto",
+    history: int = 0,
+    typing: bool = False,
+) -> AppRun:
     from r1chat.tui.app import R1ChatApp
     from r1chat.tui.widgets.message import TurnView
 
@@ -140,23 +148,30 @@ async def through_app(reply: str, rate: float | None, hz: float, thinking: str =
 
     # The conversation is saved as in real use, but to a scratch file, not the user's history.
     scratch = tempfile.TemporaryDirectory()
-    app = R1ChatApp(Settings(max_tokens=10**6, thinking=thinking), engine=engine, drain_hz=hz,
-                    open_store=lambda: HistoryStore.open(Path(scratch.name) / "history.sqlite3"))
+    app = R1ChatApp(
+        Settings(max_tokens=10**6, thinking=thinking),
+        engine=engine,
+        drain_hz=hz,
+        open_store=lambda: HistoryStore.open(Path(scratch.name) / "history.sqlite3"),
+    )
     think_want, answer_want = reply.split("\n</think>\n\n")
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.pause()
         for _ in range(history):
             old = TurnView("An earlier question", folded=True)
-            await app.conversation.mount(old)
+            await app.chat.mount(old)
             await old.show_saved(think_want, answer_want, "Thought")
         await pilot.pause()
         app.prompt.insert("How many ways can a 2xn board be tiled with dominoes?")
         w0, c0 = time.perf_counter(), time.process_time()
         await pilot.press("enter")
         key_ms: list[float] = []
-        typist = asyncio.create_task(
-            type_while_streaming(app, lambda: bool(app.turns), key_ms)) if typing else None
-        while not app.turns:
+        typist = (
+            asyncio.create_task(type_while_streaming(app, lambda: not app.chat.busy, key_ms))
+            if typing
+            else None
+        )
+        while app.chat.busy:
             await asyncio.sleep(0.005)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         if typist is not None:
@@ -165,7 +180,7 @@ async def through_app(reply: str, rate: float | None, hz: float, thinking: str =
         assert view.thinking.strip() == think_want.strip(), "thinking lost"
         assert view.answer == answer_want, "answer lost"
     scratch.cleanup()
-    return AppRun(wall, cpu, app.pacer.frames, key_ms)
+    return AppRun(wall, cpu, app.chat.pacer.frames, key_ms)
 
 
 def main() -> None:
@@ -173,14 +188,26 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=4000, help="tokens of thinking and of answer")
     ap.add_argument("--rate", type=float, default=None, help="pace the engine (tokens/s)")
     ap.add_argument("--hz", type=float, default=20.0, help="UI drain rate")
-    ap.add_argument("--thinking", default="auto", choices=("auto", "open", "folded"),
-                    help="the thinking pane setting (open: side by side all along)")
-    ap.add_argument("--history", type=int, default=0,
-                    help="earlier turns like this one on screen first")
-    ap.add_argument("--answer", default="markdown", choices=("markdown", "code"),
-                    help="a Markdown answer, or one long code block")
-    ap.add_argument("--typing", action="store_true",
-                    help="type into the prompt while it streams; print key latency")
+    ap.add_argument(
+        "--thinking",
+        default="auto",
+        choices=("auto", "open", "folded"),
+        help="the thinking pane setting (open: side by side all along)",
+    )
+    ap.add_argument(
+        "--history", type=int, default=0, help="earlier turns like this one on screen first"
+    )
+    ap.add_argument(
+        "--answer",
+        default="markdown",
+        choices=("markdown", "code"),
+        help="a Markdown answer, or one long code block",
+    )
+    ap.add_argument(
+        "--typing",
+        action="store_true",
+        help="type into the prompt while it streams; print key latency",
+    )
     args = ap.parse_args()
 
     answer = (answer_text if args.answer == "markdown" else code_answer_text)(args.tokens)
@@ -188,21 +215,30 @@ def main() -> None:
     n_tokens = len(split_pieces(reply))
     p_wall, p_cpu, _ = producer_alone(reply)
     run = asyncio.run(
-        through_app(reply, args.rate, args.hz, args.thinking, args.history, args.typing))
+        through_app(reply, args.rate, args.hz, args.thinking, args.history, args.typing)
+    )
     wall, cpu, frames = run.wall, run.cpu, run.frames
     pace = f"paced at {args.rate:.0f} tok/s" if args.rate else "as fast as it can"
-    print(f"reply: {n_tokens:,} tokens ({len(reply):,} chars), engine {pace}, "
-          f"drain {args.hz:g} Hz, thinking {args.thinking}, {args.history} earlier turns, "
-          f"{args.answer} answer")
-    print(f"producer alone : {n_tokens / p_wall:10,.0f} tok/s  {1000 * p_cpu / n_tokens:.3f} "
-          "CPU ms/token")
-    print(f"through the app: {n_tokens / wall:10,.0f} tok/s  {1000 * cpu / n_tokens:.3f} "
-          f"CPU ms/token  ({wall:.2f} s wall, {cpu:.2f} s CPU, {100 * cpu / wall:.0f}% of a core, "
-          f"{frames / wall:.1f} frames/s)")
+    print(
+        f"reply: {n_tokens:,} tokens ({len(reply):,} chars), engine {pace}, "
+        f"drain {args.hz:g} Hz, thinking {args.thinking}, {args.history} earlier turns, "
+        f"{args.answer} answer"
+    )
+    print(
+        f"producer alone : {n_tokens / p_wall:10,.0f} tok/s  {1000 * p_cpu / n_tokens:.3f} "
+        "CPU ms/token"
+    )
+    print(
+        f"through the app: {n_tokens / wall:10,.0f} tok/s  {1000 * cpu / n_tokens:.3f} "
+        f"CPU ms/token  ({wall:.2f} s wall, {cpu:.2f} s CPU, {100 * cpu / wall:.0f}% of a core, "
+        f"{frames / wall:.1f} frames/s)"
+    )
     if run.key_ms:
         keys = sorted(run.key_ms)
-        print(f"typing meanwhile: {len(keys)} keys, handled in {statistics.median(keys):.0f} ms "
-              f"median, {keys[int(0.9 * (len(keys) - 1))]:.0f} ms p90, {keys[-1]:.0f} ms max")
+        print(
+            f"typing meanwhile: {len(keys)} keys, handled in {statistics.median(keys):.0f} ms "
+            f"median, {keys[int(0.9 * (len(keys) - 1))]:.0f} ms p90, {keys[-1]:.0f} ms max"
+        )
 
 
 if __name__ == "__main__":

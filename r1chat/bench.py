@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from r1chat.engine import Done, LlamaEngine, LoadOptions, SamplingParams, Token
+from r1chat.engine import Done, LlamaEngine, LoadOptions, Token
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage
+from r1chat.sampling import SamplingParams
 
 if TYPE_CHECKING:
     from r1chat.gguf_header import GGUFHeader
@@ -63,17 +64,15 @@ def build_prompt(engine: LlamaEngine, n_tokens: int) -> list[int]:
     before, sep, after = rendered.partition(marker)
     if not sep:  # a template that mangles the content: prose alone
         before, after = "", ""
-    head = engine.tokenize(before) if before else []
-    if engine.bos_id >= 0:
-        while len(head) > 1 and head[0] == engine.bos_id and head[1] == engine.bos_id:
-            head.pop(0)
-        if engine.add_bos and (not head or head[0] != engine.bos_id):
-            head.insert(0, engine.bos_id)
+    head = engine.with_bos(engine.tokenize(before) if before else [])
     tail = engine.tokenize(after) if after else []
     need = n_tokens - len(head) - len(tail)
     if need < 1:
-        raise R1ChatError(f"a prompt of {n_tokens} tokens is too short for this chat template"
-                          f" (it needs at least {len(head) + len(tail) + 1})", 2)
+        raise R1ChatError(
+            f"a prompt of {n_tokens} tokens is too short for this chat template"
+            f" (it needs at least {len(head) + len(tail) + 1})",
+            2,
+        )
     body: list[int] = []
     words = 64
     while len(body) < need:
@@ -118,16 +117,22 @@ def run_bench(
         raise R1ChatError("--tokens must be at least 2", 2)
     need = required_ctx(prompt_tokens, tokens)
     if options.n_ctx is not None and options.n_ctx < need - CTX_SLACK + 1:
-        raise R1ChatError(f"the context ({options.n_ctx} tokens) cannot hold a {prompt_tokens}"
-                          f"-token prompt and {tokens} new tokens: pass --ctx {need} or more", 2)
+        raise R1ChatError(
+            f"the context ({options.n_ctx} tokens) cannot hold a {prompt_tokens}"
+            f"-token prompt and {tokens} new tokens: pass --ctx {need} or more",
+            2,
+        )
     gpu_before = gpu_used_mb()
     t0 = time.perf_counter()
     engine = LlamaEngine(model_path, options, name=name, header=header)
     load_s = time.perf_counter() - t0
     try:
         if engine.info.n_ctx < need - CTX_SLACK + 1:
-            raise R1ChatError(f"the model's context ({engine.info.n_ctx} tokens) cannot hold a"
-                              f" {prompt_tokens}-token prompt and {tokens} new tokens", 2)
+            raise R1ChatError(
+                f"the model's context ({engine.info.n_ctx} tokens) cannot hold a"
+                f" {prompt_tokens}-token prompt and {tokens} new tokens",
+                2,
+            )
         prompt = build_prompt(engine, prompt_tokens)
         params = SamplingParams(max_tokens=tokens, seed=seed, ignore_eos=True)
         if warmup:
@@ -135,8 +140,9 @@ def run_bench(
             # is not billed to the prompt. It starts with a different token, so it shares no
             # KV-cache prefix with the measured prompt.
             warm = [t for t in prompt[1:9] if t != prompt[0]] or [prompt[-1]]
-            for _ in engine.stream_tokens(warm, SamplingParams(max_tokens=2, seed=seed,
-                                                               ignore_eos=True)):
+            for _ in engine.stream_tokens(
+                warm, SamplingParams(max_tokens=2, seed=seed, ignore_eos=True)
+            ):
                 pass
         produced = 0
         stats = None
@@ -148,8 +154,9 @@ def run_bench(
                 stats = ev.stats
         assert stats is not None
         if stats.evaluated_tokens != len(prompt):
-            raise R1ChatError("the prompt was partly served from the KV cache; the figures"
-                              " would be wrong", 1)
+            raise R1ChatError(
+                "the prompt was partly served from the KV cache; the figures would be wrong", 1
+            )
         gpu_after = gpu_used_mb()
         info = engine.info
         return {
@@ -168,8 +175,9 @@ def run_bench(
             "decode_tok_s": stats.decode_tok_s,
             "decode_s": stats.total_s - stats.ttft_s,
             "peak_rss_mb": peak_rss_mb(),
-            "gpu_mem_mb": (gpu_after - gpu_before
-                           if gpu_after is not None and gpu_before is not None else None),
+            "gpu_mem_mb": (
+                gpu_after - gpu_before if gpu_after is not None and gpu_before is not None else None
+            ),
             "warmup": warmup,
         }
     finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from r1chat.errors import R1ChatError
+from r1chat.sampling import LIMITS, SamplingParams
 
 APP = "r1chat"
 
@@ -59,10 +60,10 @@ def paths() -> Paths:
 @dataclass(frozen=True)
 class Settings:
     model: str | None = None  # a GGUF path, a catalogue alias or REPO:FILE; None: the default
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 40
-    max_tokens: int = 4096
+    temperature: float = SamplingParams.temperature
+    top_p: float = SamplingParams.top_p
+    top_k: int = SamplingParams.top_k
+    max_tokens: int = SamplingParams.max_tokens
     ctx: int | None = None
     gpu_layers: int | None = None
     flash_attn: bool | None = None
@@ -80,6 +81,15 @@ class Settings:
         src.update({k: "flag" for k in given})
         return replace(self, **given, sources=src)
 
+    def sampling_params(self) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+        )
+
     def values(self) -> dict[str, Any]:
         """Every setting by name, without the bookkeeping."""
         out = asdict(self)
@@ -92,16 +102,21 @@ class Settings:
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,), "temperature": (float, int), "top_p": (float, int), "top_k": (int,),
-    "max_tokens": (int,), "ctx": (int,), "gpu_layers": (int,), "flash_attn": (bool,),
-    "kv_type": (str,), "threads": (int,), "seed": (int,), "thinking": (str,), "theme": (str,),
+    "model": (str,),
+    "temperature": (float, int),
+    "top_p": (float, int),
+    "top_k": (int,),
+    "max_tokens": (int,),
+    "ctx": (int,),
+    "gpu_layers": (int,),
+    "flash_attn": (bool,),
+    "kv_type": (str,),
+    "threads": (int,),
+    "seed": (int,),
+    "thinking": (str,),
+    "theme": (str,),
 }
 _CHOICES = {"thinking": ("auto", "open", "folded"), "kv_type": ("f16", "q8_0", "q4_0")}
-# Inclusive bounds; None is open. Kept in step with the CLI's own option limits.
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "temperature": (0.0, 5.0), "top_p": (0.0, 1.0), "top_k": (0, None), "max_tokens": (1, None),
-    "ctx": (64, None), "gpu_layers": (0, None), "threads": (1, None), "seed": (0, None),
-}
 # Optional tables in the file, and the keys each may hold.
 TABLES: dict[str, tuple[str, ...]] = {
     "sampling": ("temperature", "top_p", "top_k", "max_tokens", "seed"),
@@ -123,7 +138,7 @@ def _check(key: str, value: Any, where: str) -> Any:
     checked: Any = value  # isinstance against a tuple of types narrows to object
     if key in _CHOICES and value not in _CHOICES[key]:
         raise R1ChatError(f"{where}: {key} must be one of {', '.join(_CHOICES[key])}", 2)
-    lo, hi = _RANGES.get(key, (None, None))
+    lo, hi = LIMITS.get(key, (None, None))
     if (lo is not None and checked < lo) or (hi is not None and checked > hi):
         bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise R1ChatError(f"{where}: {key} must be {bound}, not {value}", 2)
@@ -165,7 +180,9 @@ def _flatten(data: dict[str, Any], text: str, path: Path) -> dict[str, Any]:
                 if sub not in allowed:
                     raise R1ChatError(
                         f"{where(sub, key)}: {sub!r} does not belong in [{key}]"
-                        f" (it takes {', '.join(allowed)})", 2)
+                        f" (it takes {', '.join(allowed)})",
+                        2,
+                    )
                 if sub in out:
                     raise R1ChatError(f"{where(sub, key)}: {sub} is set twice", 2)
                 out[sub] = _check(sub, subvalue, where(sub, key))

@@ -16,12 +16,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage, render_prompt, template_wants_think
+from r1chat.sampling import SamplingParams
 
 if TYPE_CHECKING:
     from r1chat.gguf_header import GGUFHeader
@@ -31,18 +32,6 @@ FinishReason = Literal["stop", "length", "cancelled"]
 DEFAULT_CTX_GPU = 32768
 DEFAULT_CTX_CPU = 8192
 ALL_LAYERS = 0x7FFFFFFF
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 0.6
-    top_p: float = 0.95
-    # A top-k cut before top-p keeps sampling cheap at a 152k vocabulary (~15 ms/token without).
-    top_k: int = 40
-    max_tokens: int = 4096
-    seed: int | None = None
-    # Benchmarks decode a fixed number of tokens whatever the model says, as llama-bench does.
-    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +64,16 @@ class Stats:
 
 
 @dataclass(frozen=True)
+class Started:
+    """The engine took the prompt (it fits) and is about to evaluate it; nothing is decoded yet.
+
+    Front ends save the question only now, so a question the model never saw is never saved.
+    """
+
+    prompt_tokens: int | None  # None when the engine cannot tell before the reply (a server)
+
+
+@dataclass(frozen=True)
 class Token:
     """One sampled token and the text it completes (empty while a UTF-8 character is split)."""
 
@@ -87,7 +86,7 @@ class Done:
     stats: Stats
 
 
-Event = Token | Done
+Event = Started | Token | Done
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,16 @@ class ModelInfo:
     n_ctx_train: int
     thinks: bool
     think_end_token: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_fits(prompt_tokens: int, n_ctx: int) -> None:
+    """Refuse a prompt that leaves no room in the context for even one new token."""
+    if prompt_tokens >= n_ctx:
+        raise R1ChatError(
+            f"the prompt is too long: {prompt_tokens:,} tokens, the context holds {n_ctx:,}"
+            " (pass a larger --ctx, or shorten the input)",
+            2,
+        )
 
 
 class Engine(Protocol):
@@ -170,16 +178,27 @@ def last_log_error() -> str | None:
 
 def backend_name(llama_cpp: Any) -> str:
     info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
-    for key, name in (("CUDA", "CUDA"), ("METAL", "Metal"), ("MTL", "Metal"), ("HIP", "ROCm"),
-                      ("ROCM", "ROCm"), ("VULKAN", "Vulkan"), ("SYCL", "SYCL")):
+    for key, name in (
+        ("CUDA", "CUDA"),
+        ("METAL", "Metal"),
+        ("MTL", "Metal"),
+        ("HIP", "ROCm"),
+        ("ROCM", "ROCm"),
+        ("VULKAN", "Vulkan"),
+        ("SYCL", "SYCL"),
+    ):
         if key in info.upper():
             return name
     return "CPU"
 
 
 def _kv_type(llama_cpp: Any, name: str) -> int:
-    types = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0,
-             "q4_0": llama_cpp.GGML_TYPE_Q4_0, "f32": llama_cpp.GGML_TYPE_F32}
+    types = {
+        "f16": llama_cpp.GGML_TYPE_F16,
+        "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+        "q4_0": llama_cpp.GGML_TYPE_Q4_0,
+        "f32": llama_cpp.GGML_TYPE_F32,
+    }
     try:
         return int(types[name])
     except KeyError:
@@ -245,12 +264,14 @@ class LlamaEngine:
         fa = opts.flash_attn
         if fa is None:
             cparams.flash_attn_type = (
-                llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if offloaded
+                llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+                if offloaded
                 else llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
             )
         else:
             cparams.flash_attn_type = (
-                llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if fa
+                llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+                if fa
                 else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
             )
         cparams.type_k = cparams.type_v = _kv_type(llama_cpp, opts.kv_type)
@@ -269,11 +290,13 @@ class LlamaEngine:
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
-        self.evaluated_total = 0  # prompt tokens run through the model over this engine's life
 
         meta = self.header.metadata
-        self.template = meta.get("tokenizer.chat_template") if isinstance(
-            meta.get("tokenizer.chat_template"), str) else None
+        self.template = (
+            meta.get("tokenizer.chat_template")
+            if isinstance(meta.get("tokenizer.chat_template"), str)
+            else None
+        )
         self.bos_id = int(llama_cpp.llama_vocab_bos(self._vocab))
         self.eos_id = int(llama_cpp.llama_vocab_eos(self._vocab))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -325,13 +348,19 @@ class LlamaEngine:
 
     def render(self, messages: list[ChatMessage]) -> str:
         return render_prompt(
-            messages, self.template, bos_token=self.bos_text, eos_token=self.eos_text,
+            messages,
+            self.template,
+            bos_token=self.bos_text,
+            eos_token=self.eos_text,
             force_think=self.info.thinks,
         )
 
     def prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:
         """The prompt's tokens, with BOS exactly once (the template may already emit it)."""
-        tokens = self.tokenize(self.render(messages))
+        return self.with_bos(self.tokenize(self.render(messages)))
+
+    def with_bos(self, tokens: list[int]) -> list[int]:
+        """`tokens` starting with exactly one BOS when the model wants one, else none added."""
         if self.bos_id >= 0:
             while len(tokens) > 1 and tokens[0] == self.bos_id and tokens[1] == self.bos_id:
                 tokens.pop(0)
@@ -389,13 +418,11 @@ class LlamaEngine:
         if not prompt:
             raise R1ChatError("empty prompt", 2)
         n_ctx = self.info.n_ctx
-        if len(prompt) >= n_ctx:
-            raise R1ChatError(
-                f"the prompt is too long: {len(prompt):,} tokens, the context holds {n_ctx:,}"
-                " (pass a larger --ctx, or shorten the input)", 2)
+        check_fits(len(prompt), n_ctx)
         seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**31)
         stats = Stats(prompt_tokens=len(prompt), seed=seed)
         ll = self._ll
+        yield Started(len(prompt))
 
         # Reuse the KV cache for the prefix this prompt shares with what is cached already; at
         # least one token is evaluated so that there are logits to sample from.
@@ -428,13 +455,13 @@ class LlamaEngine:
                     self._kv_tokens = []
                     ll.llama_memory_clear(self._mem, True)
                     raise R1ChatError(
-                        f"llama.cpp could not evaluate the prompt (llama_decode returned {rc})")
+                        f"llama.cpp could not evaluate the prompt (llama_decode returned {rc})"
+                    )
                 self._kv_tokens.extend(chunk)
                 stats.evaluated_tokens += len(chunk)
         finally:
             if abort is not None:
                 ll.llama_set_abort_callback(self._ctx, ll.ggml_abort_callback(), None)
-        self.evaluated_total += stats.evaluated_tokens
         t_prefill = time.perf_counter()
         if stats.evaluated_tokens:
             stats.prefill_tok_s = stats.evaluated_tokens / max(t_prefill - t0, 1e-9)

@@ -47,7 +47,7 @@ class BuildInfo:
 
 def build_info() -> BuildInfo:
     """The installed llama-cpp-python build: its GPU backend and whether it can offload."""
-    version = _package_version("llama_cpp_python")
+    version = package_version("llama_cpp_python")
     try:
         from r1chat.engine import backend_name, init_backend
 
@@ -56,12 +56,13 @@ def build_info() -> BuildInfo:
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
         backend = backend_name(llama_cpp) if gpu else "CPU"
     except Exception as e:  # a missing or broken native library
-        return BuildInfo("none", False, "", version, str(e).splitlines()[0] if str(e) else
-                         type(e).__name__)
+        return BuildInfo(
+            "none", False, "", version, str(e).splitlines()[0] if str(e) else type(e).__name__
+        )
     return BuildInfo(backend, gpu, info, version)
 
 
-def _package_version(name: str) -> str | None:
+def package_version(name: str) -> str | None:
     from importlib import metadata
 
     try:
@@ -103,7 +104,11 @@ def _nvidia_gpus() -> list[GPU]:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=False)
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     return parse_nvidia_smi(out.stdout) if out.returncode == 0 else []
@@ -113,8 +118,9 @@ def _apple_gpus() -> list[GPU]:
     if platform.system() != "Darwin" or platform.machine() != "arm64":
         return []
     try:
-        out = subprocess.run(["sysctl", "-n", "hw.memsize"], capture_output=True, text=True,
-                             timeout=5, check=False)
+        out = subprocess.run(
+            ["sysctl", "-n", "hw.memsize"], capture_output=True, text=True, timeout=5, check=False
+        )
         total = int(out.stdout.strip())
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return []
@@ -188,11 +194,16 @@ class Fit:
     reason: str
 
     def describe(self) -> str:
-        where = ("all layers" if self.gpu_layers >= self.n_layers
-                 else f"{self.gpu_layers}/{self.n_layers} layers")
+        where = (
+            "all layers"
+            if self.gpu_layers >= self.n_layers
+            else f"{self.gpu_layers}/{self.n_layers} layers"
+        )
         need = (self.weights_on_gpu + self.kv_on_gpu) / GiB
-        return (f"{where} on the GPU, context {self.n_ctx}: {need:.1f} of {self.budget / GiB:.1f}"
-                f" GiB ({self.reason})")
+        return (
+            f"{where} on the GPU, context {self.n_ctx}: {need:.1f} of {self.budget / GiB:.1f}"
+            f" GiB ({self.reason})"
+        )
 
 
 def _round_ctx(n: int) -> int:
@@ -267,8 +278,11 @@ def auto_fit(
         why = "everything fits" if best == ctx_max else "context shrunk to fit"
         return result(n_layers, best, why)
     layers = layers_for(ctx_min)
-    return result(layers, ctx_min, "some layers stay on the CPU" if layers else
-                  "too little GPU memory: running on the CPU")
+    return result(
+        layers,
+        ctx_min,
+        "some layers stay on the CPU" if layers else "too little GPU memory: running on the CPU",
+    )
 
 
 # --- the load plan and the out-of-memory retry -------------------------------------------------
@@ -293,9 +307,13 @@ def plan_load(
     """LoadOptions for this model on this machine: flags and config first, auto-fit the rest."""
     from r1chat.engine import LoadOptions
 
-    opts = LoadOptions(n_ctx=settings.ctx, n_gpu_layers=settings.gpu_layers,
-                       flash_attn=settings.flash_attn, n_threads=settings.threads,
-                       kv_type=settings.kv_type)
+    opts = LoadOptions(
+        n_ctx=settings.ctx,
+        n_gpu_layers=settings.gpu_layers,
+        flash_attn=settings.flash_attn,
+        n_threads=settings.threads,
+        kv_type=settings.kv_type,
+    )
     n_layers = model_layers(header)
     build = build or build_info()
     if not build.gpu_offload:
@@ -311,18 +329,30 @@ def plan_load(
     # Without flash attention llama.cpp keeps f32 attention scores for a 512-token batch.
     scratch = 512 * heads * 4 if settings.flash_attn is False and isinstance(heads, int) else 0
     fit = auto_fit(
-        model_bytes=header.file_size, n_layers=n_layers,
-        kv_per_token=kv_bytes_per_token(header, settings.kv_type), free_bytes=free,
+        model_bytes=header.file_size,
+        n_layers=n_layers,
+        kv_per_token=kv_bytes_per_token(header, settings.kv_type),
+        free_bytes=free,
         margin_bytes=margin_bytes * len(gpus),
         n_ctx_train=train if isinstance(train, int) else None,
-        ctx=settings.ctx, gpu_layers=settings.gpu_layers, scratch_per_token=scratch)
+        ctx=settings.ctx,
+        gpu_layers=settings.gpu_layers,
+        scratch_per_token=scratch,
+    )
     opts = replace(opts, n_ctx=fit.n_ctx, n_gpu_layers=fit.gpu_layers)
     note = "" if fit.reason == "everything fits" else f"auto-fit: {fit.describe()}"
     return LoadPlan(opts, n_layers, fit, note)
 
 
-OOM_MARKERS = ("out of memory", "failed to allocate", "cudamalloc", "unable to allocate",
-               "not enough memory", "insufficient memory", "failed to create llama_context")
+OOM_MARKERS = (
+    "out of memory",
+    "failed to allocate",
+    "cudamalloc",
+    "unable to allocate",
+    "not enough memory",
+    "insufficient memory",
+    "failed to create llama_context",
+)
 
 
 def is_oom_error(message: str, log_line: str | None = None) -> bool:
@@ -363,7 +393,6 @@ def describe_options(opts: LoadOptions, n_layers: int) -> str:
     return f"{layers}/{n_layers} layers on the GPU, context {opts.n_ctx or 'default'}"
 
 
-
 def load_fitted(
     path: Any,
     header: GGUFHeader,
@@ -396,10 +425,16 @@ def load_fitted(
         try:
             return factory(path, opts, name=name, header=header)
         except R1ChatError as e:
-            smaller = next_smaller(opts, plan.n_layers, fixed_ctx=settings.ctx is not None,
-                                   fixed_layers=settings.gpu_layers is not None)
+            smaller = next_smaller(
+                opts,
+                plan.n_layers,
+                fixed_ctx=settings.ctx is not None,
+                fixed_layers=settings.gpu_layers is not None,
+            )
             if smaller is None or not is_oom_error(str(e), last_log_error()):
                 raise
-            say(f"out of memory with {describe_options(opts, plan.n_layers)};"
-                f" retrying with {describe_options(smaller, plan.n_layers)}")
+            say(
+                f"out of memory with {describe_options(opts, plan.n_layers)};"
+                f" retrying with {describe_options(smaller, plan.n_layers)}"
+            )
             opts = smaller

@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from r1chat.endings import STOPPED, finish_note
 from r1chat.errors import R1ChatError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5000
 TITLE_MAX = 60
-STOPPED = "cancelled"  # the finish_reason of a reply the user stopped
 
 
 @dataclass(frozen=True)
@@ -167,15 +167,15 @@ def _create_private(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
-        raise R1ChatError(f"cannot create the history directory {path.parent}: "
-                          f"{e.strerror or e}") from None
+        raise R1ChatError(
+            f"cannot create the history directory {path.parent}: {e.strerror or e}"
+        ) from None
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         return
     except OSError as e:
-        raise R1ChatError(f"cannot create the history database {path}: {e.strerror or e}") \
-            from None
+        raise R1ChatError(f"cannot create the history database {path}: {e.strerror or e}") from None
     os.close(fd)
 
 
@@ -196,11 +196,12 @@ def _check_header(path: Path) -> None:
     except IsADirectoryError:
         raise R1ChatError(f"the history database {path} is a directory") from None
     except OSError as e:
-        raise R1ChatError(f"cannot read the history database {path}: {e.strerror or e}") \
-            from None
+        raise R1ChatError(f"cannot read the history database {path}: {e.strerror or e}") from None
     if head and head != SQLITE_MAGIC:
-        raise R1ChatError(f"the history database {path} is not an SQLite database (left "
-                          "untouched: move it aside to start a new history)")
+        raise R1ChatError(
+            f"the history database {path} is not an SQLite database (left "
+            "untouched: move it aside to start a new history)"
+        )
 
 
 class HistoryStore:
@@ -230,8 +231,13 @@ class HistoryStore:
         _tighten(path)
         try:
             # mode=rw: SQLite must never create the file itself (it would not be private).
-            db = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None,
-                                 check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+            db = sqlite3.connect(
+                f"{path.as_uri()}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
         except sqlite3.Error as e:
             raise _error(path, e) from None
         store = cls(db, path)
@@ -251,12 +257,15 @@ class HistoryStore:
             if version > SCHEMA_VERSION:
                 raise R1ChatError(
                     f"the history database {self.path} has schema version {version}, newer "
-                    f"than this r1chat understands ({SCHEMA_VERSION}): upgrade r1chat")
+                    f"than this r1chat understands ({SCHEMA_VERSION}): upgrade r1chat"
+                )
             if check:
                 bad = _one(db, "PRAGMA quick_check(1)")
                 if bad != "ok":
-                    raise R1ChatError(f"the history database {self.path} is damaged "
-                                      f"(quick_check: {bad}); left untouched")
+                    raise R1ChatError(
+                        f"the history database {self.path} is damaged "
+                        f"(quick_check: {bad}); left untouched"
+                    )
             if _one(db, "PRAGMA journal_mode") != "wal":
                 self._use_wal()
             db.execute("PRAGMA synchronous = NORMAL")
@@ -329,7 +338,8 @@ class HistoryStore:
             cur = db.execute(
                 "INSERT INTO conversations (title, model, created, updated, touched)"
                 f" VALUES (?, ?, ?, ?, {_NEXT_TOUCH})",
-                (" ".join(title.split()) or "Untitled", model, ts, ts))
+                (" ".join(title.split()) or "Untitled", model, ts, ts),
+            )
             return int(cur.lastrowid or 0)
 
     def add_user_message(self, conv_id: int, content: str) -> int:
@@ -347,18 +357,31 @@ class HistoryStore:
         """Save a reply: `content` is the answer alone; "cancelled" marks it stopped."""
         return self._add(conv_id, "assistant", content, thinking, stats, finish_reason)
 
-    def _add(self, conv_id: int, role: str, content: str, thinking: str,
-             stats: dict[str, Any] | None, finish_reason: str | None) -> int:
+    def _add(
+        self,
+        conv_id: int,
+        role: str,
+        content: str,
+        thinking: str,
+        stats: dict[str, Any] | None,
+        finish_reason: str | None,
+    ) -> int:
         ts = now()
         blob = json.dumps(stats, ensure_ascii=False) if stats is not None else None
         with self._tx() as db:
-            if db.execute(f"UPDATE conversations SET updated = ?, touched = {_NEXT_TOUCH}"
-                          " WHERE id = ?", (ts, conv_id)).rowcount == 0:
+            if (
+                db.execute(
+                    f"UPDATE conversations SET updated = ?, touched = {_NEXT_TOUCH} WHERE id = ?",
+                    (ts, conv_id),
+                ).rowcount
+                == 0
+            ):
                 raise _missing(conv_id)
             cur = db.execute(
                 "INSERT INTO messages (conversation_id, role, content, thinking, stats,"
                 " finish_reason, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conv_id, role, content, thinking or "", blob, finish_reason, ts))
+                (conv_id, role, content, thinking or "", blob, finish_reason, ts),
+            )
             return int(cur.lastrowid or 0)
 
     def rename(self, conv_id: int, title: str) -> None:
@@ -366,8 +389,12 @@ class HistoryStore:
         if not title:
             raise R1ChatError("a conversation title cannot be empty", 2)
         with self._tx() as db:
-            if db.execute("UPDATE conversations SET title = ? WHERE id = ?",
-                          (title, conv_id)).rowcount == 0:
+            if (
+                db.execute(
+                    "UPDATE conversations SET title = ? WHERE id = ?", (title, conv_id)
+                ).rowcount
+                == 0
+            ):
                 raise _missing(conv_id)
 
     def delete(self, conv_id: int) -> None:
@@ -404,7 +431,8 @@ class HistoryStore:
     def latest_conversation_id(self) -> int | None:
         with self._guard() as db:
             row = db.execute(
-                "SELECT id FROM conversations ORDER BY touched DESC, id DESC LIMIT 1").fetchone()
+                "SELECT id FROM conversations ORDER BY touched DESC, id DESC LIMIT 1"
+            ).fetchone()
         return None if row is None else int(row[0])
 
     def messages(self, conv_id: int) -> list[Message]:
@@ -412,13 +440,28 @@ class HistoryStore:
         with self._guard() as db:
             rows = db.execute(
                 "SELECT id, conversation_id, role, content, thinking, stats, finish_reason,"
-                " created FROM messages WHERE conversation_id = ? ORDER BY id", (conv_id,)
+                " created FROM messages WHERE conversation_id = ? ORDER BY id",
+                (conv_id,),
             ).fetchall()
-            if not rows and db.execute("SELECT 1 FROM conversations WHERE id = ?",
-                                       (conv_id,)).fetchone() is None:
+            if (
+                not rows
+                and db.execute("SELECT 1 FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+                is None
+            ):
                 raise _missing(conv_id)
-        return [Message(id=r[0], conversation_id=r[1], role=r[2], content=r[3], thinking=r[4],
-                        stats=_load_stats(r[5]), finish_reason=r[6], created=r[7]) for r in rows]
+        return [
+            Message(
+                id=r[0],
+                conversation_id=r[1],
+                role=r[2],
+                content=r[3],
+                thinking=r[4],
+                stats=_load_stats(r[5]),
+                finish_reason=r[6],
+                created=r[7],
+            )
+            for r in rows
+        ]
 
     def turns(self, conv_id: int) -> list[tuple[str, str]]:
         """(question, answer) pairs to resend, for `prompts.history_messages`.
@@ -437,8 +480,9 @@ class HistoryStore:
                 question = None
         return out
 
-    def search(self, query: str, limit: int = 20, *,
-               mark: tuple[str, str] = ("[", "]")) -> list[SearchHit]:
+    def search(
+        self, query: str, limit: int = 20, *, mark: tuple[str, str] = ("[", "]")
+    ) -> list[SearchHit]:
         """Messages whose question, answer or thinking contain every word of `query`.
 
         Any text is accepted: words are quoted for FTS5 (a trailing * keeps prefix search). When
@@ -458,7 +502,8 @@ class HistoryStore:
                     " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
                     " JOIN conversations c ON c.id = m.conversation_id"
                     " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
-                    (mark[0], mark[1], fts, limit)).fetchall()
+                    (mark[0], mark[1], fts, limit),
+                ).fetchall()
             except sqlite3.OperationalError as e:
                 # Quoting should leave FTS5 nothing to reject; if it still does, the substring
                 # search below answers instead of a syntax error reaching the user.
@@ -469,19 +514,24 @@ class HistoryStore:
                 return [SearchHit(*row) for row in rows]
             return self._substring_search(db, [t.rstrip("*") or t for t in terms], limit, mark)
 
-    def _substring_search(self, db: sqlite3.Connection, terms: list[str], limit: int,
-                          mark: tuple[str, str]) -> list[SearchHit]:
+    def _substring_search(
+        self, db: sqlite3.Connection, terms: list[str], limit: int, mark: tuple[str, str]
+    ) -> list[SearchHit]:
         where = " AND ".join(
-            "(instr(lower(m.content), ?) OR instr(lower(m.thinking), ?))" for _ in terms)
+            "(instr(lower(m.content), ?) OR instr(lower(m.thinking), ?))" for _ in terms
+        )
         args: list[Any] = []
         for t in terms:
             args += [t.lower(), t.lower()]
         rows = db.execute(
             "SELECT m.conversation_id, c.title, m.id, m.role, m.content, m.thinking"
             " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
-            f" WHERE {where} ORDER BY m.id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [SearchHit(r[0], r[1], r[2], r[3], _snippet(r[4], r[5], terms[0], mark))
-                for r in rows]
+            f" WHERE {where} ORDER BY m.id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [
+            SearchHit(r[0], r[1], r[2], r[3], _snippet(r[4], r[5], terms[0], mark)) for r in rows
+        ]
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -494,23 +544,35 @@ def export_dict(conv: Conversation, messages: list[Message]) -> dict[str, Any]:
 
 def export_markdown(conv: Conversation, messages: list[Message]) -> str:
     """A conversation as Markdown; each reply's thinking folded in a <details> block."""
-    out = [f"# {conv.title}", "",
-           f"- conversation: {conv.id}", f"- model: {conv.model or 'unknown'}",
-           f"- created: {conv.created}", f"- updated: {conv.updated}", ""]
+    out = [
+        f"# {conv.title}",
+        "",
+        f"- conversation: {conv.id}",
+        f"- model: {conv.model or 'unknown'}",
+        f"- created: {conv.created}",
+        f"- updated: {conv.updated}",
+        "",
+    ]
     for m in messages:
         if m.role == "user":
             out += ["## Question", "", m.content.rstrip(), ""]
             continue
         out += ["## Answer", ""]
         if m.thinking.strip():
-            out += ["<details>", "<summary>Thinking</summary>", "", m.thinking.strip(), "",
-                    "</details>", ""]
+            out += [
+                "<details>",
+                "<summary>Thinking</summary>",
+                "",
+                m.thinking.strip(),
+                "",
+                "</details>",
+                "",
+            ]
         if m.content.strip():
             out += [m.content.rstrip(), ""]
-        if m.stopped:
-            out += ["*(stopped)*", ""]
-        elif m.finish_reason == "length":
-            out += ["*(cut off at the token limit)*", ""]
+        note = finish_note(m.finish_reason, (m.stats or {}).get("completion_tokens"))
+        if note is not None:
+            out += [f"*{note}*", ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -528,16 +590,20 @@ def _fts_term(term: str) -> str:
     return quoted + "*" if prefix else quoted
 
 
-def _snippet(content: str, thinking: str, term: str, mark: tuple[str, str],
-             width: int = 60) -> str:
+def _snippet(content: str, thinking: str, term: str, mark: tuple[str, str], width: int = 60) -> str:
     for text in (content, thinking):
         at = text.lower().find(term.lower())
         if at < 0:
             continue
         start = max(0, at - width // 2)
         end = min(len(text), at + len(term) + width // 2)
-        piece = (text[start:at] + mark[0] + text[at:at + len(term)] + mark[1]
-                 + text[at + len(term):end])
+        piece = (
+            text[start:at]
+            + mark[0]
+            + text[at : at + len(term)]
+            + mark[1]
+            + text[at + len(term) : end]
+        )
         piece = re.sub(r"\s+", " ", piece)
         return ("…" if start else "") + piece + ("…" if end < len(text) else "")
     return ""
@@ -565,8 +631,9 @@ def _missing(conv_id: int) -> R1ChatError:
 def _error(path: Path, e: sqlite3.Error) -> R1ChatError:
     text = str(e)
     if isinstance(e, sqlite3.OperationalError) and "locked" in text:
-        return R1ChatError(f"the history database {path} is busy (another r1chat is writing): "
-                           f"{text}")
+        return R1ChatError(
+            f"the history database {path} is busy (another r1chat is writing): {text}"
+        )
     if isinstance(e, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
         return R1ChatError(f"the history database {path} is damaged ({text}); left untouched")
     return R1ChatError(f"history database {path}: {text}")

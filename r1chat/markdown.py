@@ -16,9 +16,7 @@ from rich.segment import Segment
 
 class _LeftHeading(Heading):
     # Rich centres h1; in a chat column a centred heading reads as a banner, not a section.
-    LEVEL_ALIGN: ClassVar[dict[str, JustifyMethod]] = {
-        f"h{n}": "left" for n in range(1, 7)
-    }
+    LEVEL_ALIGN: ClassVar[dict[str, JustifyMethod]] = {f"h{n}": "left" for n in range(1, 7)}
 
 
 class AnswerMarkdown(Markdown):
@@ -61,7 +59,6 @@ def block_starts(text: str) -> list[int]:
         if token.level == 0 and token.nesting >= 0 and token.map is not None:
             starts.append(line_starts[token.map[0]])
     return starts
-
 
 
 def code_fence(block: str) -> tuple[str, str, str] | None:

@@ -46,25 +46,51 @@ class CatalogEntry:
 CATALOG: dict[str, CatalogEntry] = {
     e.alias: e
     for e in (
-        CatalogEntry("r1-1.5b", "unsloth/DeepSeek-R1-Distill-Qwen-1.5B-GGUF",
-                     "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf",
-                     "53d3061d21f4ec2b94f42165101ee7341bad023e", 1.12, "qwen2",
-                     "DeepSeek-R1-Distill-Qwen-1.5B"),
-        CatalogEntry("r1-7b", "unsloth/DeepSeek-R1-Distill-Qwen-7B-GGUF",
-                     "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf",
-                     "a0e93ce6804eb82fedfd4eed8991948654eec8eb", 4.68, "qwen2",
-                     "DeepSeek-R1-Distill-Qwen-7B"),
-        CatalogEntry("r1-8b", "unsloth/DeepSeek-R1-Distill-Llama-8B-GGUF",
-                     "DeepSeek-R1-Distill-Llama-8B-Q4_K_M.gguf",
-                     "671a7fddf5a9008669395af38bf232c3b7be2503", 4.92, "llama",
-                     "DeepSeek-R1-Distill-Llama-8B"),
-        CatalogEntry("r1-14b", "bartowski/DeepSeek-R1-Distill-Qwen-14B-GGUF",
-                     "DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf", "main", 8.99, "qwen2",
-                     "DeepSeek-R1-Distill-Qwen-14B"),
-        CatalogEntry("r1-32b", "unsloth/DeepSeek-R1-Distill-Qwen-32B-GGUF",
-                     "DeepSeek-R1-Distill-Qwen-32B-Q4_K_M.gguf",
-                     "dd447a74e0d7edc7bb10d1a1d973bd883bf0ea42", 19.85, "qwen2",
-                     "DeepSeek-R1-Distill-Qwen-32B"),
+        CatalogEntry(
+            "r1-1.5b",
+            "unsloth/DeepSeek-R1-Distill-Qwen-1.5B-GGUF",
+            "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf",
+            "53d3061d21f4ec2b94f42165101ee7341bad023e",
+            1.12,
+            "qwen2",
+            "DeepSeek-R1-Distill-Qwen-1.5B",
+        ),
+        CatalogEntry(
+            "r1-7b",
+            "unsloth/DeepSeek-R1-Distill-Qwen-7B-GGUF",
+            "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf",
+            "a0e93ce6804eb82fedfd4eed8991948654eec8eb",
+            4.68,
+            "qwen2",
+            "DeepSeek-R1-Distill-Qwen-7B",
+        ),
+        CatalogEntry(
+            "r1-8b",
+            "unsloth/DeepSeek-R1-Distill-Llama-8B-GGUF",
+            "DeepSeek-R1-Distill-Llama-8B-Q4_K_M.gguf",
+            "671a7fddf5a9008669395af38bf232c3b7be2503",
+            4.92,
+            "llama",
+            "DeepSeek-R1-Distill-Llama-8B",
+        ),
+        CatalogEntry(
+            "r1-14b",
+            "bartowski/DeepSeek-R1-Distill-Qwen-14B-GGUF",
+            "DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf",
+            "main",
+            8.99,
+            "qwen2",
+            "DeepSeek-R1-Distill-Qwen-14B",
+        ),
+        CatalogEntry(
+            "r1-32b",
+            "unsloth/DeepSeek-R1-Distill-Qwen-32B-GGUF",
+            "DeepSeek-R1-Distill-Qwen-32B-Q4_K_M.gguf",
+            "dd447a74e0d7edc7bb10d1a1d973bd883bf0ea42",
+            19.85,
+            "qwen2",
+            "DeepSeek-R1-Distill-Qwen-32B",
+        ),
     )
 }
 DEFAULT_ALIAS = "r1-7b"
@@ -96,8 +122,7 @@ def parse_ref(ref: str | None) -> ModelRef:
         raise R1ChatError("empty --model", 2)
     if ref in CATALOG:
         e = CATALOG[ref]
-        return ModelRef(e.alias, repo=e.repo, filename=e.filename, revision=e.revision,
-                        arch=e.arch)
+        return ModelRef(e.alias, repo=e.repo, filename=e.filename, revision=e.revision, arch=e.arch)
     path = Path(ref).expanduser()
     looks_local = (ref.endswith(".gguf") and ":" not in ref) or ref.startswith((".", "/", "~"))
     if path.exists() or looks_local:
@@ -109,11 +134,13 @@ def parse_ref(ref: str | None) -> ModelRef:
             repo, revision = repo.split("@", 1)
         if not filename.endswith(".gguf"):
             raise R1ChatError(f"{ref!r}: the file after ':' must be a .gguf file", 2)
-        return ModelRef(filename.removesuffix(".gguf"), repo=repo, filename=filename,
-                        revision=revision)
+        return ModelRef(
+            filename.removesuffix(".gguf"), repo=repo, filename=filename, revision=revision
+        )
     aliases = ", ".join(CATALOG)
     raise R1ChatError(
-        f"unknown model {ref!r}: pass a GGUF file path, REPO:FILE.gguf, or one of {aliases}", 2)
+        f"unknown model {ref!r}: pass a GGUF file path, REPO:FILE.gguf, or one of {aliases}", 2
+    )
 
 
 def model_cache_dir() -> Path:
@@ -153,13 +180,20 @@ def validate_gguf(path: Path, arch: str | None = None) -> GGUFHeader:
 
 
 DownloadProgress = Callable[[int, "int | None"], None]
+Note = Callable[[str], None]
 
 
-def resolve(ref: str | None, *, download: bool = True,
-            progress: DownloadProgress | None = None) -> tuple[ModelRef, Path]:
+def resolve(
+    ref: str | None,
+    *,
+    download: bool = True,
+    progress: DownloadProgress | None = None,
+    on_note: Note | None = None,
+) -> tuple[ModelRef, Path]:
     """The local GGUF file for `ref`, fetching it from Hugging Face on first use.
 
-    `progress(done_bytes, total_bytes)` replaces the terminal progress bar (the TUI uses it).
+    `progress(done_bytes, total_bytes)` replaces the terminal progress bar (the TUI uses it);
+    `on_note` hears a one-line warning (a pinned revision the hub no longer has).
     """
     m = parse_ref(ref)
     if m.path is not None:
@@ -171,9 +205,11 @@ def resolve(ref: str | None, *, download: bool = True,
     if cached is not None:
         return m, cached
     if not download:
-        raise R1ChatError(f"model {m.name} ({m.where}) is not downloaded: run `r1chat models pull"
-                          f" {_pull_arg(m)}` or {LOCAL_HINT}")
-    return m, _download(m, progress)
+        raise R1ChatError(
+            f"model {m.name} ({m.where}) is not downloaded: run `r1chat models pull"
+            f" {_pull_arg(m)}` or {LOCAL_HINT}"
+        )
+    return m, _download(m, progress, on_note)
 
 
 def _reporting_tqdm(progress: DownloadProgress) -> type:
@@ -201,21 +237,36 @@ def cached_path(m: ModelRef) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    found = try_to_load_from_cache(m.repo, m.filename, cache_dir=model_cache_dir(),
-                                   revision=m.revision)
-    return Path(found) if isinstance(found, str) and Path(found).exists() else None
+    # A catalogue pin the hub lost was fetched from `main` instead (see _download).
+    revisions = dict.fromkeys((m.revision, "main") if m.name in CATALOG else (m.revision,))
+    for revision in revisions:
+        found = try_to_load_from_cache(
+            m.repo, m.filename, cache_dir=model_cache_dir(), revision=revision
+        )
+        if isinstance(found, str) and Path(found).exists():
+            return Path(found)
+    return None
 
 
 def _pull_arg(m: ModelRef) -> str:
     return m.name if m.name in CATALOG else f"{m.repo}:{m.filename}"
 
 
-def _download(m: ModelRef, progress: DownloadProgress | None = None) -> Path:
-    """Fetch a hub file into the cache and check it, removing it again if it is not usable."""
+def _download(
+    m: ModelRef, progress: DownloadProgress | None = None, on_note: Note | None = None
+) -> Path:
+    """Fetch a hub file into the cache and check it, removing it again if it is not usable.
+
+    A catalogue pin the hub does not have (the pins could not all be checked against the hub)
+    falls back to the repository's `main`, with a warning: a first run must not fail on a pin.
+    The file is checked all the same.
+    """
     assert m.repo and m.filename
     if hub_offline():
-        raise R1ChatError(f"model {m.name} ({m.where}) is not downloaded and the hub is offline"
-                          f" (HF_HUB_OFFLINE); {LOCAL_HINT}")
+        raise R1ChatError(
+            f"model {m.name} ({m.where}) is not downloaded and the hub is offline"
+            f" (HF_HUB_OFFLINE); {LOCAL_HINT}"
+        )
     try:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import (
@@ -229,8 +280,10 @@ def _download(m: ModelRef, progress: DownloadProgress | None = None) -> Path:
         raise R1ChatError(f"huggingface-hub is not installed; {LOCAL_HINT}") from None
     unreachable = _hub_unreachable()
     if unreachable:
-        raise R1ChatError(f"cannot reach the Hugging Face hub to download {m.where}"
-                          f" ({unreachable}); check the network (or HF_ENDPOINT), or {LOCAL_HINT}")
+        raise R1ChatError(
+            f"cannot reach the Hugging Face hub to download {m.where}"
+            f" ({unreachable}); check the network (or HF_ENDPOINT), or {LOCAL_HINT}"
+        )
     # Its retry warnings would break the one-line error; the progress bar is not a log record.
     hub_log = logging.getLogger("huggingface_hub")
     level = hub_log.level
@@ -239,25 +292,50 @@ def _download(m: ModelRef, progress: DownloadProgress | None = None) -> Path:
         # A progress bar, retries that resume with a ranged GET when the connection drops, and an
         # atomic rename into the cache: a half-written file is never taken for the model.
         tqdm_class = _reporting_tqdm(progress) if progress is not None else None
-        path = Path(hf_hub_download(m.repo, m.filename, revision=m.revision,
-                                    cache_dir=model_cache_dir(), tqdm_class=tqdm_class))
+
+        repo, filename = m.repo, m.filename
+
+        def fetch(revision: str) -> Path:
+            return Path(
+                hf_hub_download(
+                    repo,
+                    filename,
+                    revision=revision,
+                    cache_dir=model_cache_dir(),
+                    tqdm_class=tqdm_class,
+                )
+            )
+
+        try:
+            path = fetch(m.revision)
+        except RevisionNotFoundError:
+            if m.revision == "main" or m.name not in CATALOG:
+                raise  # a revision the user named is theirs to fix
+            (on_note or _warn)(
+                f"{m.repo} has no revision {m.revision[:12]} (the pinned one):"
+                " using its main branch instead"
+            )
+            path = fetch("main")
     except LocalEntryNotFoundError:  # the hub could not be reached and nothing is cached
-        raise R1ChatError(f"cannot reach the Hugging Face hub to download {m.where}; check the"
-                          f" network (or HF_ENDPOINT), or {LOCAL_HINT}") from None
+        raise R1ChatError(
+            f"cannot reach the Hugging Face hub to download {m.where}; check the"
+            f" network (or HF_ENDPOINT), or {LOCAL_HINT}"
+        ) from None
     except GatedRepoError:
-        raise R1ChatError(f"{m.repo} is gated: accept its terms on huggingface.co and log in"
-                          " with `hf auth login`") from None
+        raise R1ChatError(
+            f"{m.repo} is gated: accept its terms on huggingface.co and log in with `hf auth login`"
+        ) from None
     except RevisionNotFoundError:
         raise R1ChatError(f"{m.repo} has no revision {m.revision!r}") from None
     except (RepositoryNotFoundError, EntryNotFoundError):
-        raise R1ChatError(f"{m.repo}/{m.filename} does not exist on Hugging Face; {LOCAL_HINT}"
-                          ) from None
+        raise R1ChatError(
+            f"{m.repo}/{m.filename} does not exist on Hugging Face; {LOCAL_HINT}"
+        ) from None
     except KeyboardInterrupt:
         raise
     except Exception as e:  # network errors come in many types (httpx, OSError)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise R1ChatError(f"could not download {m.where} ({first[:160]}); {LOCAL_HINT}"
-                          ) from None
+        raise R1ChatError(f"could not download {m.where} ({first[:160]}); {LOCAL_HINT}") from None
     finally:
         hub_log.setLevel(level)
     try:
@@ -266,6 +344,12 @@ def _download(m: ModelRef, progress: DownloadProgress | None = None) -> Path:
         _remove_cached_file(path)
         raise R1ChatError(f"downloaded file rejected and removed from the cache: {e}") from None
     return path
+
+
+def _warn(line: str) -> None:
+    import sys
+
+    sys.stderr.write(f"r1chat: warning: {line}\n")
 
 
 def _hub_unreachable() -> str | None:
@@ -278,8 +362,17 @@ def _hub_unreachable() -> str | None:
     import socket
     from urllib.parse import urlsplit
 
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
-                                       "ALL_PROXY", "all_proxy")):
+    if any(
+        os.environ.get(v)
+        for v in (
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        )
+    ):
         return None
     from huggingface_hub import constants
 
@@ -296,7 +389,7 @@ def _hub_unreachable() -> str | None:
         return e.strerror or str(e) or type(e).__name__
 
 
-def pull(ref: str) -> tuple[ModelRef, Path, bool]:
+def pull(ref: str, on_note: Note | None = None) -> tuple[ModelRef, Path, bool]:
     """Download (or find) and check a model; returns (ref, path, downloaded now)."""
     m = parse_ref(ref)
     if m.path is not None:
@@ -311,7 +404,7 @@ def pull(ref: str) -> tuple[ModelRef, Path, bool]:
             return m, cached, False
         except R1ChatError:
             _remove_cached_file(cached)  # a damaged copy: fetch it again
-    return m, _download(m), True
+    return m, _download(m, on_note=on_note), True
 
 
 def _remove_cached_file(path: Path) -> None:
@@ -371,8 +464,11 @@ def cached_models() -> list[CachedModel]:
         for snap in sorted(repo_dir.glob("snapshots/*")):
             for f in sorted(snap.rglob("*.gguf")):
                 if f.exists():
-                    out.append(CachedModel(repo, f.relative_to(snap).as_posix(), snap.name, f,
-                                           f.stat().st_size))
+                    out.append(
+                        CachedModel(
+                            repo, f.relative_to(snap).as_posix(), snap.name, f, f.stat().st_size
+                        )
+                    )
     return out
 
 
@@ -400,13 +496,19 @@ def model_rows(default: str | None = None) -> list[ModelRow]:
         path = cached_path(parse_ref(e.alias))
         if path is not None:
             seen.add(path)
-        rows.append(ModelRow(e.alias, e.ref, e.revision,
-                             path.stat().st_size if path else int(e.size_gb * 1e9),
-                             path is not None, e.alias == default,
-                             str(path) if path else None))
+        rows.append(
+            ModelRow(
+                e.alias,
+                e.ref,
+                e.revision,
+                path.stat().st_size if path else int(e.size_gb * 1e9),
+                path is not None,
+                e.alias == default,
+                str(path) if path else None,
+            )
+        )
     for c in cached_models():
         if c.path in seen:
             continue
-        rows.append(ModelRow(c.ref, c.ref, c.revision, c.size, True, c.ref == default,
-                             str(c.path)))
+        rows.append(ModelRow(c.ref, c.ref, c.revision, c.size, True, c.ref == default, str(c.path)))
     return rows

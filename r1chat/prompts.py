@@ -19,8 +19,7 @@ THINK_PREFIX = "<think>\n"
 # The model card's recommended wording; instructions go in the user turn (no system prompt).
 PRESETS: dict[str, str] = {
     "math": (
-        "{question}\n\nPlease reason step by step, and put your final answer within"
-        " \\boxed{{}}."
+        "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
     ),
     "code": (
         "{question}\n\nThink through the problem first, then give complete, working code in a"

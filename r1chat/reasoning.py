@@ -37,7 +37,6 @@ class ThinkSplitter:
         self._at_start = True
         # Whitespace right after a tag (including the prompt's `<think>\n`) is dropped.
         self._skip_ws = in_think
-        self.saw_close = False
 
     @property
     def in_think(self) -> bool:
@@ -82,7 +81,6 @@ class ThinkSplitter:
                 self._buf = self._buf[i + len(CLOSE_TAG) :]
                 self._kind = "answer"
                 self._skip_ws = True
-                self.saw_close = True
                 continue
             hold = 0 if final else _partial_tag_len(self._buf, CLOSE_TAG)
             emit = self._buf[: len(self._buf) - hold]

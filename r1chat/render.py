@@ -10,8 +10,9 @@ import sys
 import time
 from typing import IO, Any, Protocol
 
+from r1chat.endings import finish_note
 from r1chat.sanitize import StreamSanitizer, safe_json
-from r1chat.session import TurnResult
+from r1chat.turn import TurnResult
 
 
 class Renderer(Protocol):
@@ -165,7 +166,7 @@ class TerminalRenderer:
         return Segments([seg for line in lines for seg in (*line, Segment.line())])
 
     def _live_view(self) -> Any:
-        view = self._trimmed(self._answer[self._printed:])
+        view = self._trimmed(self._answer[self._printed :])
         if not self._printed:
             return view
         from rich.console import Group
@@ -176,9 +177,9 @@ class TerminalRenderer:
         """The unprinted blocks that are final: all but the last whole-line block."""
         from r1chat.markdown import block_starts
 
-        tail = self._answer[self._printed:]
-        starts = block_starts(tail[:tail.rfind("\n") + 1])
-        return tail[:starts[-1]] if len(starts) > 1 else ""
+        tail = self._answer[self._printed :]
+        starts = block_starts(tail[: tail.rfind("\n") + 1])
+        return tail[: starts[-1]] if len(starts) > 1 else ""
 
     def finish(self, result: TurnResult) -> None:
         self.think(self._clean_think.close())
@@ -190,9 +191,9 @@ class TerminalRenderer:
             tail = self._answer[self._printed :]
             if tail.strip():
                 self._print_blocks(self.console, tail)
-        if result.finish_reason == "length":
-            self.console.print("[reply cut at the token limit: raise --max-tokens]",
-                               style="yellow", markup=False)
+        note = finish_note(result.finish_reason, result.stats.completion_tokens)
+        if note is not None and result.finish_reason == "length":
+            self.console.print(note, style="yellow", markup=False)
 
 
 def make_renderer(*, json_out: bool, show_think: bool, out: IO[str] | None = None) -> Renderer:

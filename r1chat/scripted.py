@@ -10,8 +10,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from r1chat.engine import Done, Event, ModelInfo, SamplingParams, Stats, Token
+from r1chat.engine import Done, Event, ModelInfo, Started, Stats, Token, check_fits
 from r1chat.prompts import ChatMessage
+from r1chat.sampling import SamplingParams
 
 _PIECES = re.compile(r"\s*\S{1,4}|\s+")
 
@@ -38,8 +39,16 @@ class ScriptedEngine:
         self._rate = tokens_per_s
         self._delay = first_token_delay_s
         self.requests: list[list[ChatMessage]] = []
-        self.info = ModelInfo(name=name, path="(scripted)", backend="CPU", n_gpu_layers=0,
-                              n_layers=0, n_ctx=n_ctx, n_ctx_train=n_ctx, thinks=thinks)
+        self.info = ModelInfo(
+            name=name,
+            path="(scripted)",
+            backend="CPU",
+            n_gpu_layers=0,
+            n_layers=0,
+            n_ctx=n_ctx,
+            n_ctx_train=n_ctx,
+            thinks=thinks,
+        )
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return sum(len(split_pieces(m.content)) + 4 for m in messages)
@@ -54,10 +63,17 @@ class ScriptedEngine:
         text = self._reply(messages) if callable(self._reply) else self._reply
         return self._run(split_pieces(text), params, cancel, self.count_tokens(messages))
 
-    def _run(self, pieces: list[str], params: SamplingParams,
-             cancel: threading.Event | None, n_prompt: int) -> Iterator[Event]:
+    def _run(
+        self,
+        pieces: list[str],
+        params: SamplingParams,
+        cancel: threading.Event | None,
+        n_prompt: int,
+    ) -> Iterator[Event]:
         t0 = time.perf_counter()
+        check_fits(n_prompt, self.info.n_ctx)
         stats = Stats(prompt_tokens=n_prompt, evaluated_tokens=n_prompt, seed=params.seed or 0)
+        yield Started(n_prompt)
         if self._delay:
             time.sleep(self._delay)
         interval = 1.0 / self._rate if self._rate else 0.0

@@ -52,17 +52,20 @@ async def shoot(out: Path, model: str | None, question: str = QUESTION) -> None:
         engine = ScriptedEngine(f"{THINKING}</think>\n\n{ANSWER}")
         engine.info = replace(engine.info, name="r1-7b (scripted)", n_ctx=8192)
     else:
-        from r1chat.cli import load_engine
+        from r1chat.loading import load_engine
 
         settings = replace(settings, model=model, seed=1)
-        engine = load_engine(settings, quiet=False)
+        engine = load_engine(settings)
     scratch = tempfile.TemporaryDirectory()  # saved as in real use, not into your history
-    app = R1ChatApp(settings, engine=engine,
-                    open_store=lambda: HistoryStore.open(Path(scratch.name) / "h.sqlite3"))
+    app = R1ChatApp(
+        settings,
+        engine=engine,
+        open_store=lambda: HistoryStore.open(Path(scratch.name) / "h.sqlite3"),
+    )
     async with app.run_test(size=(132, 34)) as pilot:
         app.prompt.insert(question)
         await pilot.press("enter")
-        while not app.turns or app.generation is not None:
+        while not app.chat.conversation.exchanges or app.chat.busy:
             await pilot.pause(0.05)
         if model is None:
             app.query(TurnView).last().set_title("Thought for 9s · 146 tokens")

@@ -120,9 +120,23 @@ def test_offline_default_model_says_how_to_pass_a_file(cli) -> None:
 def test_sigint_stops_generation_and_exits_130(r1home: Path, noise_model: Path) -> None:
     env = user_env(r1home)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "r1chat", "ask", "--model", str(noise_model), "--json",
-         "--max-tokens", "100000", "hi"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        [
+            sys.executable,
+            "-m",
+            "r1chat",
+            "ask",
+            "--model",
+            str(noise_model),
+            "--json",
+            "--max-tokens",
+            "100000",
+            "hi",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     time.sleep(3)
     assert proc.poll() is None, "still generating"
     t = time.monotonic()
@@ -140,9 +154,24 @@ def test_sigint_stops_generation_and_exits_130(r1home: Path, noise_model: Path) 
 def test_closed_pipe_exits_quietly(r1home: Path, smollm2_model: Path) -> None:
     env = user_env(r1home)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "r1chat", "ask", "--model", str(smollm2_model), "--max-tokens",
-         "400", "--seed", "1", "Write a long story about a dragon."],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        [
+            sys.executable,
+            "-m",
+            "r1chat",
+            "ask",
+            "--model",
+            str(smollm2_model),
+            "--max-tokens",
+            "400",
+            "--seed",
+            "1",
+            "Write a long story about a dragon.",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     assert proc.stdout is not None
     first = proc.stdout.read(1)
     proc.stdout.close()  # like `| head -c 1`
@@ -161,7 +190,12 @@ def test_terminal_output_renders_thinking_and_markdown(r1home: Path, scripted_mo
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "r1chat", "ask", "--model", str(scripted_model), "hi"],
-        stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + 60
@@ -186,5 +220,3 @@ def test_terminal_output_renders_thinking_and_markdown(r1home: Path, scripted_mo
     assert "So the answer is" in out
     assert "**four**" not in out  # rendered as Markdown, not raw
     assert "龘" in out
-
-

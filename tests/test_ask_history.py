@@ -46,8 +46,15 @@ def test_continue_sends_earlier_turns_without_thinking(cli, scripted_model: Path
     assert 15 <= extra <= 30  # about the 16-token answer plus "two" and template tokens
     convs = history_list(cli)
     assert len(convs) == 1 and convs[0]["messages"] == 4
-    third = cli("ask", "--model", str(scripted_model), "--json", "--conversation",
-                str(convs[0]["id"]), "three")
+    third = cli(
+        "ask",
+        "--model",
+        str(scripted_model),
+        "--json",
+        "--conversation",
+        str(convs[0]["id"]),
+        "three",
+    )
     assert third.returncode == 0
     assert history_list(cli)[0]["messages"] == 6
 
@@ -70,14 +77,19 @@ def test_corrupt_history_is_reported_and_kept(cli, scripted_model: Path, r1home:
     assert db.read_bytes() == before
 
 
-def test_sigkill_mid_generation_keeps_the_database_whole(r1home: Path, scripted_model: Path,
-                                                          noise_model: Path) -> None:
+def test_sigkill_mid_generation_keeps_the_database_whole(
+    r1home: Path, scripted_model: Path, noise_model: Path
+) -> None:
     env = user_env(r1home)
 
     def ask(*args: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "r1chat", "ask", *args],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "r1chat", "ask", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
 
     assert ask("--model", str(scripted_model), "earlier question").wait(60) == 0
     proc = ask("--model", str(noise_model), "--max-tokens", "100000", "-c", "doomed question")

@@ -31,8 +31,9 @@ def bench_cli(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("R1CHAT_")}
     env.update({"R1CHAT_HOME": str(home), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"})
     code = "import typer; from r1chat.commands.bench import bench; typer.run(bench)"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, env=env,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, env=env, timeout=120, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,9 @@ def engine(noise_model: Path):
 
 
 def test_json_reports_every_figure(noise_model: Path, r1home: Path) -> None:
-    proc = bench_cli(r1home, "--model", str(noise_model), "--tokens", "24", "--prompt-tokens",
-                     "64", "--json")
+    proc = bench_cli(
+        r1home, "--model", str(noise_model), "--tokens", "24", "--prompt-tokens", "64", "--json"
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     out = json.loads(proc.stdout)
     for key in FIGURES:
@@ -85,8 +87,17 @@ def test_a_file_that_is_not_gguf_is_a_one_line_error(r1home: Path, tmp_path: Pat
 
 
 def test_a_context_too_small_for_the_run_is_refused(noise_model: Path, r1home: Path) -> None:
-    proc = bench_cli(r1home, "--model", str(noise_model), "--ctx", "64", "--tokens", "100",
-                     "--prompt-tokens", "64")
+    proc = bench_cli(
+        r1home,
+        "--model",
+        str(noise_model),
+        "--ctx",
+        "64",
+        "--tokens",
+        "100",
+        "--prompt-tokens",
+        "64",
+    )
     err = proc.stderr.decode()
     assert proc.returncode == 2
     assert "--ctx" in err and err.count("\n") == 1

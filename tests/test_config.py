@@ -29,16 +29,29 @@ def test_defaults_without_a_file(r1home: Path) -> None:
 
 
 def test_file_values_flat_and_in_tables(r1home: Path) -> None:
-    write(r1home, 'model = "r1-1.5b"\ntheme = "nord"\n'
-                  "[sampling]\ntemperature = 0.5\ntop_k = 20\nmax_tokens = 8000\n"
-                  "[context]\nctx = 16384\n"
-                  '[gpu]\ngpu_layers = 20\nflash_attn = true\nkv_type = "q8_0"\n'
-                  '[tui]\nthinking = "folded"\n')
+    write(
+        r1home,
+        'model = "r1-1.5b"\ntheme = "nord"\n'
+        "[sampling]\ntemperature = 0.5\ntop_k = 20\nmax_tokens = 8000\n"
+        "[context]\nctx = 16384\n"
+        '[gpu]\ngpu_layers = 20\nflash_attn = true\nkv_type = "q8_0"\n'
+        '[tui]\nthinking = "folded"\n',
+    )
     s = load_settings()
     assert (s.model, s.theme, s.temperature, s.top_k, s.max_tokens) == (
-        "r1-1.5b", "nord", 0.5, 20, 8000)
+        "r1-1.5b",
+        "nord",
+        0.5,
+        20,
+        8000,
+    )
     assert (s.ctx, s.gpu_layers, s.flash_attn, s.kv_type, s.thinking) == (
-        16384, 20, True, "q8_0", "folded")
+        16384,
+        20,
+        True,
+        "q8_0",
+        "folded",
+    )
     assert s.source("ctx") == "file" and s.source("top_p") == "default"
 
 
@@ -52,23 +65,31 @@ def test_precedence_flags_over_env_over_file_over_defaults(
     s = load_settings().with_flags(ctx=1024, gpu_layers=None)
     assert (s.temperature, s.top_p, s.ctx, s.flash_attn, s.top_k) == (0.3, 0.7, 1024, False, 40)
     assert [s.source(k) for k in ("temperature", "top_p", "ctx", "flash_attn", "top_k")] == [
-        "file", "env", "flag", "env", "default"]
+        "file",
+        "env",
+        "flag",
+        "env",
+        "default",
+    ]
     assert s.gpu_layers is None  # an unset flag changes nothing
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('temperature = 0.6\ntemprature = 0.7\n', r":2: unknown setting 'temprature'"),
-    ('model = "x"\n\n[gpu]\nkv_type = "q5"\n', r":4: kv_type must be one of f16, q8_0, q4_0"),
-    ('[sampling]\ntop_k = "many"\n', r":2: top_k must be int"),
-    ('[sampling]\ntemperature = 9.0\n', r":2: temperature must be between 0.0 and 5.0"),
-    ('ctx = 0\n', r":1: ctx must be at least 64, not 0"),
-    ('[gpu]\nflash_attn = 1\n', r":2: flash_attn must be bool"),
-    ('top_k = true\n', r":1: top_k must be int, not a boolean"),
-    ('[colors]\nx = 1\n', r":1: unknown table \[colors\]"),
-    ('[gpu]\ntemperature = 0.5\n', r":2: 'temperature' does not belong in \[gpu\]"),
-    ('temperature = 0.5\n[sampling]\ntemperature = 0.6\n', r":3: temperature is set twice"),
-    ('temperature = \n', r"invalid config file .*line 1"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("temperature = 0.6\ntemprature = 0.7\n", r":2: unknown setting 'temprature'"),
+        ('model = "x"\n\n[gpu]\nkv_type = "q5"\n', r":4: kv_type must be one of f16, q8_0, q4_0"),
+        ('[sampling]\ntop_k = "many"\n', r":2: top_k must be int"),
+        ("[sampling]\ntemperature = 9.0\n", r":2: temperature must be between 0.0 and 5.0"),
+        ("ctx = 0\n", r":1: ctx must be at least 64, not 0"),
+        ("[gpu]\nflash_attn = 1\n", r":2: flash_attn must be bool"),
+        ("top_k = true\n", r":1: top_k must be int, not a boolean"),
+        ("[colors]\nx = 1\n", r":1: unknown table \[colors\]"),
+        ("[gpu]\ntemperature = 0.5\n", r":2: 'temperature' does not belong in \[gpu\]"),
+        ("temperature = 0.5\n[sampling]\ntemperature = 0.6\n", r":3: temperature is set twice"),
+        ("temperature = \n", r"invalid config file .*line 1"),
+    ],
+)
 def test_invalid_file_names_key_and_line(r1home: Path, text: str, message: str) -> None:
     path = write(r1home, text)
     with pytest.raises(R1ChatError, match=message) as e:
@@ -77,11 +98,14 @@ def test_invalid_file_names_key_and_line(r1home: Path, text: str, message: str) 
     assert e.value.exit_code == 2
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("R1CHAT_TEMPERATURE", "hot", "R1CHAT_TEMPERATURE='hot' is not a valid float"),
-    ("R1CHAT_FLASH_ATTN", "maybe", "is not a valid bool"),
-    ("R1CHAT_THINKING", "sideways", "thinking must be one of auto, open, folded"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("R1CHAT_TEMPERATURE", "hot", "R1CHAT_TEMPERATURE='hot' is not a valid float"),
+        ("R1CHAT_FLASH_ATTN", "maybe", "is not a valid bool"),
+        ("R1CHAT_THINKING", "sideways", "thinking must be one of auto, open, folded"),
+    ],
+)
 def test_invalid_environment(
     r1home: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
 ) -> None:

@@ -60,13 +60,15 @@ def test_default_model_not_downloaded_is_a_warning_and_is_not_loaded(r1home: Pat
     code, data = run_doctor()
     model = by_name(data)["model"]
     assert code == 0 and data["ok"] is True
-    assert model["status"] == "warn" and "r1-7b is not downloaded; loading skipped" in model[
-        "detail"]
+    assert (
+        model["status"] == "warn" and "r1-7b is not downloaded; loading skipped" in model["detail"]
+    )
     assert model["fix"].startswith("r1chat models pull r1-7b")
 
 
-def test_a_broken_model_file_fails(r1home: Path, noise_model: Path, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_model_file_fails(
+    r1home: Path, noise_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     half = tmp_path / "half.gguf"
     half.write_bytes(noise_model.read_bytes()[: noise_model.stat().st_size // 2])
     monkeypatch.setenv("R1CHAT_MODEL", str(half))
@@ -97,8 +99,10 @@ def test_an_nvidia_gpu_with_a_cpu_build_says_how_to_reinstall(
     assert gpu.status == "warn"
     assert "NVIDIA GeForce RTX 4090: 22.5 of 24.0 GiB free" in gpu.detail
     assert gpu.fix is not None
-    assert gpu.fix.startswith("an NVIDIA GPU is present but llama-cpp-python was built without"
-                              " CUDA: reinstall with CMAKE_ARGS=\"-DGGML_CUDA=on\" pip install")
+    assert gpu.fix.startswith(
+        "an NVIDIA GPU is present but llama-cpp-python was built without"
+        ' CUDA: reinstall with CMAKE_ARGS="-DGGML_CUDA=on" pip install'
+    )
 
 
 def test_text_output_has_one_line_per_check_and_a_fix(r1home: Path) -> None:
@@ -106,7 +110,15 @@ def test_text_output_has_one_line_per_check_and_a_fix(r1home: Path) -> None:
     lines = out.stdout.splitlines()
     assert out.exit_code == 0
     assert [ln.split()[0] for ln in lines if not ln.startswith(" ")] == [
-        "ok", "ok", "ok", "ok", "ok", "ok", "ok", "warn"]
+        "ok",
+        "ok",
+        "ok",
+        "ok",
+        "ok",
+        "ok",
+        "ok",
+        "warn",
+    ]
     assert lines[-1].strip().startswith("fix: r1chat models pull r1-7b")
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import tiny_models
 
-from r1chat.engine import Done, LlamaEngine, LoadOptions, SamplingParams, Token
+from r1chat.engine import Done, LlamaEngine, LoadOptions, SamplingParams, Started, Token
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage, history_messages
-from r1chat.session import Delta, TurnDone, TurnResult, run_turn
+from r1chat.turn import Delta, TurnDone, TurnResult, run_turn
 
 BOS, THINK, NEWLINE, THINK_END = 151646, 151648, 198, 151649
 
@@ -31,8 +31,13 @@ def noise(noise_model: Path) -> Iterator[LlamaEngine]:
     eng.close()
 
 
-def turn(engine: LlamaEngine, question: str, history: list[ChatMessage] | None = None,
-         cancel: threading.Event | None = None, **params: object) -> tuple[list[Delta], TurnResult]:
+def turn(
+    engine: LlamaEngine,
+    question: str,
+    history: list[ChatMessage] | None = None,
+    cancel: threading.Event | None = None,
+    **params: object,
+) -> tuple[list[Delta], TurnResult]:
     deltas: list[Delta] = []
     result = None
     for ev in run_turn(engine, history or [], question, SamplingParams(**params), cancel):
@@ -142,8 +147,9 @@ def test_smollm2_a_model_without_thinking(smollm2_model: Path) -> None:
         text = eng.render([ChatMessage("user", "Say hello.")])
         assert "<|im_start|>user\nSay hello.<|im_end|>" in text
         assert not text.endswith("<think>\n")
-        _, result = turn(eng, "What is the capital of France?", max_tokens=40, seed=3,
-                         temperature=0.0)
+        _, result = turn(
+            eng, "What is the capital of France?", max_tokens=40, seed=3, temperature=0.0
+        )
         assert result.thinking == ""
         assert result.answer.strip()
         assert result.stats.thinking_tokens == 0
@@ -159,9 +165,9 @@ def test_stop_during_a_long_prefill_aborts_it_and_the_engine_still_works(
         cancel = threading.Event()
         threading.Timer(0.05, cancel.set).start()
         events = list(eng.stream([ChatMessage("user", "word " * 7000)], SamplingParams(), cancel))
-        assert len(events) == 1 and isinstance(events[0], Done)
-        assert events[0].stats.finish_reason == "cancelled"
-        assert events[0].stats.evaluated_tokens == 0  # the one 7,000-token batch was aborted
+        assert [type(e) for e in events] == [Started, Done]
+        assert events[1].stats.finish_reason == "cancelled"
+        assert events[1].stats.evaluated_tokens == 0  # the one 7,000-token batch was aborted
         _, result = turn(eng, "hi", max_tokens=5)
         assert result.stats.completion_tokens == 5
         assert result.stats.cached_tokens == 0

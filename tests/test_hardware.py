@@ -61,8 +61,12 @@ def test_kv_bytes_per_token_of_the_tiny_model(noise_model: Path) -> None:
 
 
 def fit(free: float, **kw: object):  # type: ignore[no-untyped-def]
-    args: dict = {"model_bytes": Q4KM_7B, "n_layers": 28, "kv_per_token": KV_7B_F16,
-                  "free_bytes": int(free * GiB)}
+    args: dict = {
+        "model_bytes": Q4KM_7B,
+        "n_layers": 28,
+        "kv_per_token": KV_7B_F16,
+        "free_bytes": int(free * GiB),
+    }
     args.update(kw)
     return auto_fit(**args)
 
@@ -135,8 +139,16 @@ def test_next_smaller_shrinks_context_then_layers_then_context() -> None:
     seen = []
     while (opts := next_smaller(opts, 28)) is not None:  # type: ignore[assignment]
         seen.append((opts.n_ctx, opts.n_gpu_layers))
-    assert seen == [(16384, 28), (8192, 28), (8192, 21), (8192, 14), (8192, 7), (8192, 0),
-                    (4096, 0), (2048, 0)]
+    assert seen == [
+        (16384, 28),
+        (8192, 28),
+        (8192, 21),
+        (8192, 14),
+        (8192, 7),
+        (8192, 0),
+        (4096, 0),
+        (2048, 0),
+    ]
 
 
 def test_next_smaller_never_changes_what_flags_fixed() -> None:
@@ -155,9 +167,11 @@ def test_next_smaller_from_defaults_assumes_all_layers_and_32k() -> None:
 
 def test_oom_messages_are_recognised() -> None:
     assert is_oom_error("could not create a context of 32768 tokens: out of memory?")
-    assert is_oom_error("could not load model x.gguf: llama.cpp could not load it",
-                        "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 4.2 GiB on "
-                        "device 0: cudaMalloc failed: out of memory")
+    assert is_oom_error(
+        "could not load model x.gguf: llama.cpp could not load it",
+        "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 4.2 GiB on "
+        "device 0: cudaMalloc failed: out of memory",
+    )
     assert not is_oom_error("could not load model x.gguf: unknown model architecture: 'foo'")
 
 
@@ -213,7 +227,10 @@ def test_plan_on_a_big_gpu_is_quiet(header_7b: GGUFHeader) -> None:
     gpu = GPU("NVIDIA H200", "nvidia", 140 * GiB, 139 * GiB)
     plan = plan_load(header_7b, Settings(kv_type="q8_0"), build=CUDA, gpus=[gpu])
     assert (plan.options.n_ctx, plan.options.n_gpu_layers, plan.options.kv_type) == (
-        32768, 28, "q8_0")
+        32768,
+        28,
+        "q8_0",
+    )
     assert plan.note == ""
 
 
@@ -245,12 +262,15 @@ def test_load_fitted_retries_smaller_and_says_what_it_chose(header_7b: GGUFHeade
     plan = plan_load(header_7b, Settings(), build=CUDA, gpus=[big])
     notes: list[str] = []
     factory = OOMFactory(max_ctx=8192, max_layers=20)
-    got = load_fitted("x.gguf", header_7b, Settings(), plan=plan, factory=factory,
-                      on_note=notes.append)
+    got = load_fitted(
+        "x.gguf", header_7b, Settings(), plan=plan, factory=factory, on_note=notes.append
+    )
     assert factory.tried == [(32768, 28), (16384, 28), (8192, 28), (8192, 21), (8192, 14)]
     assert (got.n_ctx, got.n_gpu_layers) == (8192, 14)
-    assert notes[0] == ("out of memory with 28/28 layers on the GPU, context 32768; retrying"
-                        " with 28/28 layers on the GPU, context 16384")
+    assert notes[0] == (
+        "out of memory with 28/28 layers on the GPU, context 32768; retrying"
+        " with 28/28 layers on the GPU, context 16384"
+    )
     assert len(notes) == 4
 
 
@@ -267,8 +287,13 @@ def test_load_fitted_gives_up_when_flags_fix_everything(header_7b: GGUFHeader) -
     settings = Settings().with_flags(ctx=32768, gpu_layers=28)
     factory = OOMFactory(max_ctx=8192, max_layers=28)
     with pytest.raises(R1ChatError, match="out of memory"):
-        load_fitted("x.gguf", header_7b, settings, factory=factory,
-                    plan=plan_load(header_7b, settings, build=CUDA, gpus=[]))
+        load_fitted(
+            "x.gguf",
+            header_7b,
+            settings,
+            factory=factory,
+            plan=plan_load(header_7b, settings, build=CUDA, gpus=[]),
+        )
     assert factory.tried == [(32768, 28)]
 
 

@@ -31,8 +31,13 @@ def convs(home: Path) -> dict[str, int]:
     with HistoryStore.open() as s:
         sums = s.new_conversation("Sums", "r1-7b")
         s.add_user_message(sums, "What is 2+2?")
-        s.add_assistant_message(sums, "It is \\boxed{4}.", "two plus two is four",
-                                {"decode_tok_s": 30.0, "seed": 3}, "stop")
+        s.add_assistant_message(
+            sums,
+            "It is \\boxed{4}.",
+            "two plus two is four",
+            {"decode_tok_s": 30.0, "seed": 3},
+            "stop",
+        )
         s.add_user_message(sums, "And 3+3?")
         s.add_assistant_message(sums, "", "three plus thr", None, "cancelled")
         evil = s.new_conversation(f"Title {HOSTILE}", "r1-7b")
@@ -104,7 +109,10 @@ def test_show_json_has_every_message(convs: dict[str, int]) -> None:
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
     assert (data["id"], data["title"], data["messages"][0]["content"]) == (
-        convs["sums"], "Sums", "What is 2+2?")
+        convs["sums"],
+        "Sums",
+        "What is 2+2?",
+    )
     reply = data["messages"][1]
     assert reply["role"] == "assistant" and reply["thinking"] == "two plus two is four"
     assert reply["stats"] == {"decode_tok_s": 30.0, "seed": 3}
@@ -119,8 +127,13 @@ def test_show_json_is_exact_for_hostile_text(convs: dict[str, int]) -> None:
 
 def test_show_text_has_thinking_answer_and_stopped(convs: dict[str, int]) -> None:
     out = invoke("show", str(convs["sums"])).stdout
-    assert out.index("What is 2+2?") < out.index("two plus two is four") < out.index(
-        "It is \\boxed{4}.") < out.index("And 3+3?") < out.index("(stopped)")
+    assert (
+        out.index("What is 2+2?")
+        < out.index("two plus two is four")
+        < out.index("It is \\boxed{4}.")
+        < out.index("And 3+3?")
+        < out.index("(Stopped: what came is kept.)")
+    )
     assert "two plus two" not in invoke("show", str(convs["sums"]), "--no-think").stdout
 
 
@@ -154,7 +167,7 @@ def test_search_plain(convs: dict[str, int]) -> None:
     no_escapes(r.stdout)
 
 
-@pytest.mark.parametrize("query", ['"', "AND", "NEAR(", "content:x", "*", "a\"b OR"])
+@pytest.mark.parametrize("query", ['"', "AND", "NEAR(", "content:x", "*", 'a"b OR'])
 def test_search_odd_queries_never_fail(convs: dict[str, int], query: str) -> None:
     r = invoke("search", query, "--json")
     assert r.exit_code == 0, r.stderr
@@ -181,7 +194,7 @@ def test_export_markdown_to_stdout(convs: dict[str, int]) -> None:
     assert md.startswith("# Sums\n")
     assert "## Question\n\nWhat is 2+2?" in md
     assert "<details>\n<summary>Thinking</summary>\n\ntwo plus two is four\n\n</details>" in md
-    assert "*(stopped)*" in md
+    assert "*Stopped: what came is kept.*" in md
 
 
 def test_export_markdown_is_sanitized(convs: dict[str, int]) -> None:
@@ -196,13 +209,15 @@ def test_export_json_to_file_matches_show(convs: dict[str, int], tmp_path: Path)
     assert r.exit_code == 0, r.stderr
     assert r.stdout == "" and str(out) in r.stderr
     assert json.loads(out.read_text()) == json.loads(
-        invoke("show", str(convs["evil"]), "--json").stdout)
+        invoke("show", str(convs["evil"]), "--json").stdout
+    )
     assert json.loads(out.read_text())["messages"][1]["content"] == HOSTILE
 
 
 def test_export_to_an_unwritable_place(convs: dict[str, int], tmp_path: Path) -> None:
-    one_line_error(invoke("export", str(convs["sums"]), "-o", str(tmp_path / "no" / "x.md")),
-                   1, "cannot write")
+    one_line_error(
+        invoke("export", str(convs["sums"]), "-o", str(tmp_path / "no" / "x.md")), 1, "cannot write"
+    )
 
 
 def test_export_bad_format_is_a_usage_error(convs: dict[str, int]) -> None:
@@ -238,11 +253,18 @@ def _rm_on_a_terminal(home: Path, conv_id: int, answer: bytes) -> tuple[int, str
     """Run `history rm ID` with a real pseudo-terminal as stdin/stdout; answer its question."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("R1CHAT_")}
     env.update({"R1CHAT_HOME": str(home), "NO_COLOR": "1", "TERM": "dumb"})
-    code = ("from r1chat.commands.history import history_app; "
-            "history_app(prog_name='r1chat history')")
+    code = (
+        "from r1chat.commands.history import history_app; history_app(prog_name='r1chat history')"
+    )
     main, sub = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", code, "rm", str(conv_id)], stdin=sub,
-                            stdout=sub, stderr=sub, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "rm", str(conv_id)],
+        stdin=sub,
+        stdout=sub,
+        stderr=sub,
+        env=env,
+        close_fds=True,
+    )
     os.close(sub)
     seen = b""
     deadline = time.monotonic() + 60
@@ -267,10 +289,10 @@ def _rm_on_a_terminal(home: Path, conv_id: int, answer: bytes) -> tuple[int, str
     return proc.returncode, seen.decode(errors="replace")
 
 
-@pytest.mark.parametrize(("answer", "deleted"), [(b"y\n", True), (b"n\n", False),
-                                                 (b"\n", False)])
-def test_rm_on_a_terminal_asks_first(home: Path, convs: dict[str, int], answer: bytes,
-                                     deleted: bool) -> None:
+@pytest.mark.parametrize(("answer", "deleted"), [(b"y\n", True), (b"n\n", False), (b"\n", False)])
+def test_rm_on_a_terminal_asks_first(
+    home: Path, convs: dict[str, int], answer: bytes, deleted: bool
+) -> None:
     code, screen = _rm_on_a_terminal(home, convs["evil"], answer)
     assert "Delete conversation" in screen and "[y/N]" in screen
     assert "pwned" not in screen and "\x1b]" not in screen  # the title is sanitized

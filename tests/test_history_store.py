@@ -55,8 +55,9 @@ def test_round_trip_survives_reopening(db_path: Path) -> None:
     with HistoryStore.open(db_path) as s:
         cid = s.new_conversation("Sums", "r1-7b")
         q = s.add_user_message(cid, "What is 2+2?")
-        a = s.add_assistant_message(cid, "It is 4.", "2 plus 2 is 4", {"decode_tok_s": 31.5,
-                                    "seed": 7}, "stop")
+        a = s.add_assistant_message(
+            cid, "It is 4.", "2 plus 2 is 4", {"decode_tok_s": 31.5, "seed": 7}, "stop"
+        )
     with HistoryStore.open(db_path) as s:
         conv = s.get_conversation(cid)
         msgs = s.messages(cid)
@@ -65,9 +66,13 @@ def test_round_trip_survives_reopening(db_path: Path) -> None:
     assert [m.id for m in msgs] == [q, a]
     user, reply = msgs
     assert (user.role, user.content, user.thinking, user.stats, user.finish_reason) == (
-        "user", "What is 2+2?", "", None, None)
-    assert (reply.role, reply.content, reply.thinking) == ("assistant", "It is 4.",
-                                                           "2 plus 2 is 4")
+        "user",
+        "What is 2+2?",
+        "",
+        None,
+        None,
+    )
+    assert (reply.role, reply.content, reply.thinking) == ("assistant", "It is 4.", "2 plus 2 is 4")
     assert reply.stats == {"decode_tok_s": 31.5, "seed": 7}
     assert reply.finish_reason == "stop" and not reply.stopped
 
@@ -192,7 +197,8 @@ def test_a_version_0_sqlite_file_keeps_its_own_tables(db_path: Path) -> None:
 
 
 def test_migrations_run_in_order_from_the_stored_version(
-        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with HistoryStore.open(db_path) as s:
         cid = chat(s, "old", ("q", "t", "a"))
     ran: list[int] = []
@@ -218,7 +224,8 @@ def test_migrations_run_in_order_from_the_stored_version(
 
 
 def test_a_failing_migration_leaves_the_old_version(
-        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with HistoryStore.open(db_path) as s:
         cid = chat(s, "old", ("q", "t", "a"))
 
@@ -273,12 +280,13 @@ def test_a_damaged_page_is_reported_on_open_untouched(db_path: Path) -> None:
             chat(s, f"c{i}", (f"question {i} " * 50, "thinking " * 200, f"answer {i} " * 50))
     with raw(db_path) as db:
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        root = db.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'messages'").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'messages'").fetchone()[
+            0
+        ]
     db.close()
     data = bytearray(db_path.read_bytes())
     start = (root - 1) * page_size
-    data[start:start + page_size] = os.urandom(page_size)
+    data[start : start + page_size] = os.urandom(page_size)
     db_path.write_bytes(bytes(data))
     with pytest.raises(R1ChatError, match="damaged") as e:
         HistoryStore.open(db_path)
@@ -333,25 +341,34 @@ def test_an_existing_world_readable_database_is_made_private(db_path: Path) -> N
 @pytest.fixture
 def searchable(store: HistoryStore) -> dict[str, int]:
     ids = {
-        "primes": chat(store, "Primes", ("Is 97 prime?", "Try dividing by 2, 3, 5 and 7",
-                                         "Yes, 97 is prime.")),
-        "coffee": chat(store, "Coffee", ("Where is the café?", "The user wants a café",
-                                         "Around the corner; AND it is open.")),
+        "primes": chat(
+            store, "Primes", ("Is 97 prime?", "Try dividing by 2, 3, 5 and 7", "Yes, 97 is prime.")
+        ),
+        "coffee": chat(
+            store,
+            "Coffee",
+            ("Where is the café?", "The user wants a café", "Around the corner; AND it is open."),
+        ),
         "cjk": chat(store, "Chinese", ("你好世界是什么意思", "翻译问题", "It means hello world.")),
     }
     return ids
 
 
-def test_search_finds_questions_answers_and_thinking(store: HistoryStore,
-                                                     searchable: dict[str, int]) -> None:
+def test_search_finds_questions_answers_and_thinking(
+    store: HistoryStore, searchable: dict[str, int]
+) -> None:
     (hit,) = store.search("dividing")
-    assert (hit.conversation_id, hit.title, hit.role) == (searchable["primes"], "Primes",
-                                                          "assistant")
+    assert (hit.conversation_id, hit.title, hit.role) == (
+        searchable["primes"],
+        "Primes",
+        "assistant",
+    )
     assert "[dividing]" in hit.snippet
     roles = {h.role for h in store.search("97")}
     assert roles == {"user", "assistant"}
     assert {h.message_id for h in store.search("97")} == {
-        m.id for m in store.messages(searchable["primes"])}
+        m.id for m in store.messages(searchable["primes"])
+    }
 
 
 def test_search_needs_every_word(store: HistoryStore, searchable: dict[str, int]) -> None:
@@ -360,35 +377,66 @@ def test_search_needs_every_word(store: HistoryStore, searchable: dict[str, int]
 
 
 def test_search_folds_case_and_accents_and_takes_prefixes(
-        store: HistoryStore, searchable: dict[str, int]) -> None:
+    store: HistoryStore, searchable: dict[str, int]
+) -> None:
     coffee = searchable["coffee"]
     assert {h.conversation_id for h in store.search("CAFE")} == {coffee}
     assert {h.conversation_id for h in store.search("café")} == {coffee}
     assert {h.conversation_id for h in store.search("corn*")} == {coffee}
 
 
-def test_search_finds_text_written_without_spaces(store: HistoryStore,
-                                                  searchable: dict[str, int]) -> None:
+def test_search_finds_text_written_without_spaces(
+    store: HistoryStore, searchable: dict[str, int]
+) -> None:
     hits = store.search("世界")
     assert [h.conversation_id for h in hits] == [searchable["cjk"]]
     assert "[世界]" in hits[0].snippet
 
 
-@pytest.mark.parametrize("query", [
-    '"', 'a"b', "AND", "OR", "NOT prime", "NEAR(prime 97)", "*", "**", "-", "prime -97",
-    "content:prime", "thinking:dividing", "(", ")", "^prime", "'", "\\", '""""', "97 AND",
-    "{content}: x", "prime*)", "🙂", "\x00", "a" * 2000, "%", "_",
-])
-def test_search_accepts_any_text(store: HistoryStore, searchable: dict[str, int],
-                                 query: str) -> None:
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        'a"b',
+        "AND",
+        "OR",
+        "NOT prime",
+        "NEAR(prime 97)",
+        "*",
+        "**",
+        "-",
+        "prime -97",
+        "content:prime",
+        "thinking:dividing",
+        "(",
+        ")",
+        "^prime",
+        "'",
+        "\\",
+        '""""',
+        "97 AND",
+        "{content}: x",
+        "prime*)",
+        "🙂",
+        "\x00",
+        "a" * 2000,
+        "%",
+        "_",
+    ],
+)
+def test_search_accepts_any_text(
+    store: HistoryStore, searchable: dict[str, int], query: str
+) -> None:
     hits = store.search(query)
     assert isinstance(hits, list)
 
 
 def test_operators_are_plain_words(store: HistoryStore, searchable: dict[str, int]) -> None:
     # As operators these would be syntax errors or filters; as words they are just words.
-    assert {h.conversation_id for h in store.search("AND")} == {searchable["primes"],
-                                                                searchable["coffee"]}
+    assert {h.conversation_id for h in store.search("AND")} == {
+        searchable["primes"],
+        searchable["coffee"],
+    }
     assert store.search("NOT prime") == []
     # A column filter would match the thinking; nothing contains the words "thinking dividing".
     assert store.search("thinking:dividing") == []
@@ -426,20 +474,27 @@ def test_delete_cascades_to_messages_and_search(db_path: Path, store: HistorySto
     assert [c.id for c in store.list_conversations()] == [keep]
     assert {h.conversation_id for h in store.search("needle")} == {keep}
     with raw(db_path) as db:
-        assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = ?",
-                          (gone,)).fetchone()[0] == 0
+        assert (
+            db.execute(
+                "SELECT count(*) FROM messages WHERE conversation_id = ?", (gone,)
+            ).fetchone()[0]
+            == 0
+        )
         db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
 
 
-@pytest.mark.parametrize("call", [
-    lambda s: s.get_conversation(999),
-    lambda s: s.messages(999),
-    lambda s: s.turns(999),
-    lambda s: s.add_user_message(999, "q"),
-    lambda s: s.add_assistant_message(999, "a"),
-    lambda s: s.rename(999, "t"),
-    lambda s: s.delete(999),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.get_conversation(999),
+        lambda s: s.messages(999),
+        lambda s: s.turns(999),
+        lambda s: s.add_user_message(999, "q"),
+        lambda s: s.add_assistant_message(999, "a"),
+        lambda s: s.rename(999, "t"),
+        lambda s: s.delete(999),
+    ],
+)
 def test_a_missing_conversation_is_a_user_error(store: HistoryStore, call) -> None:
     with pytest.raises(R1ChatError, match="no conversation 999"):
         call(store)
@@ -479,8 +534,13 @@ WRITER = textwrap.dedent("""
 def test_two_processes_writing_at_once_both_succeed(db_path: Path, tmp_path: Path) -> None:
     n = 150
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db_path), str(go), tag, str(n)],
-                              stderr=subprocess.PIPE) for tag in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db_path), str(go), tag, str(n)],
+            stderr=subprocess.PIPE,
+        )
+        for tag in ("a", "b")
+    ]
     time.sleep(1.0)  # both processes are waiting at the start line
     go.touch()
     for p in procs:
@@ -511,8 +571,10 @@ OPENER = textwrap.dedent("""
 def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
     files = [str(tmp_path / f"h{i}.sqlite3") for i in range(60)]
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(go), *files],
-                              stderr=subprocess.PIPE) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPENER, str(go), *files], stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
     time.sleep(1.0)
     go.touch()
     for p in procs:

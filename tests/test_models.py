@@ -7,20 +7,18 @@ huggingface-hub reads HF_ENDPOINT and HF_HUB_OFFLINE once, at import, hence the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import typer
+from fake_hub import COMMIT, FakeHub
 from typer.testing import CliRunner
 
 from r1chat.commands.models import models_app
@@ -37,77 +35,6 @@ from r1chat.models import (
     validate_gguf,
 )
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-# Runs the sub-app exactly as the main CLI will mount it, before and after registration.
-LAUNCHER = ("import sys, typer\nfrom r1chat.commands.models import models_app\n"
-            "app = typer.Typer()\napp.add_typer(models_app, name='models')\n"
-            "@app.callback()\ndef main() -> None: pass\napp()")
-
-
-# --- a fake hub --------------------------------------------------------------------------------
-
-
-class FakeHub:
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}  # "repo/filename" -> content
-        self.requests: list[tuple[str, str, str | None]] = []  # method, path, Range header
-        self.drop_after: int | None = None  # cut the first full GET after this many bytes
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _lookup(self) -> bytes | None:
-                parts = self.path.split("/resolve/", 1)
-                if len(parts) != 2 or "/" not in parts[1]:
-                    return None
-                _rev, filename = parts[1].split("/", 1)
-                return hub.files.get(f"{parts[0].lstrip('/')}/{filename}")
-
-            def _head(self, data: bytes | None) -> bytes | None:
-                hub.requests.append((self.command, self.path, self.headers.get("Range")))
-                if data is None:
-                    self.send_response(404)
-                    self.send_header("X-Error-Code", "EntryNotFound")
-                    self.send_header("X-Repo-Commit", COMMIT)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return None
-                start = 0
-                rng = self.headers.get("Range")
-                if rng and rng.startswith("bytes="):
-                    start = int(rng[6:].split("-")[0])
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                self.send_header("X-Repo-Commit", COMMIT)
-                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                return data[start:]
-
-            def do_HEAD(self) -> None:
-                self._head(self._lookup())
-
-            def do_GET(self) -> None:
-                body = self._head(self._lookup())
-                if body and hub.drop_after is not None and not self.headers.get("Range"):
-                    self.wfile.write(body[: hub.drop_after])  # then the connection closes
-                    hub.drop_after = None
-                elif body:
-                    self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
 def hub() -> Iterator[FakeHub]:
@@ -117,12 +44,27 @@ def hub() -> Iterator[FakeHub]:
 
 
 def pull(home: Path, endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("R1CHAT_", "HF_")) and k != "TRANSFORMERS_OFFLINE"}
-    env.update({"R1CHAT_HOME": str(home), "HF_ENDPOINT": endpoint, "NO_COLOR": "1",
-                "HF_HUB_DISABLE_TELEMETRY": "1"})
-    return subprocess.run([sys.executable, "-c", LAUNCHER, "models", "pull", *args],
-                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("R1CHAT_", "HF_")) and k != "TRANSFORMERS_OFFLINE"
+    }
+    env.update(
+        {
+            "R1CHAT_HOME": str(home),
+            "HF_ENDPOINT": endpoint,
+            "NO_COLOR": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "r1chat", "models", "pull", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
 
 
 def gguf_files(root: Path) -> list[Path]:
@@ -165,7 +107,11 @@ def test_alias_resolves_to_its_pinned_hub_file() -> None:
 def test_repo_file_with_and_without_revision() -> None:
     m = parse_ref("someone/Some-GGUF:model-Q4_K_M.gguf")
     assert (m.repo, m.filename, m.revision, m.arch) == (
-        "someone/Some-GGUF", "model-Q4_K_M.gguf", "main", None)
+        "someone/Some-GGUF",
+        "model-Q4_K_M.gguf",
+        "main",
+        None,
+    )
     assert parse_ref("someone/Some-GGUF@v2:model.gguf").revision == "v2"
 
 
@@ -364,16 +310,27 @@ print(json.dumps({"path": str(path), "seen": seen}))
 """
 
 
-def test_download_progress_is_reported_to_a_callback(hub: FakeHub, tmp_path: Path,
-                                                      noise_model: Path) -> None:
+def test_download_progress_is_reported_to_a_callback(
+    hub: FakeHub, tmp_path: Path, noise_model: Path
+) -> None:
     data = noise_model.read_bytes()
     hub.files["someone/Tiny-GGUF/tiny.gguf"] = data
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("R1CHAT_", "HF_")) and k != "TRANSFORMERS_OFFLINE"}
-    env.update({"R1CHAT_HOME": str(tmp_path), "HF_ENDPOINT": hub.url,
-                "HF_HUB_DISABLE_TELEMETRY": "1"})
-    r = subprocess.run([sys.executable, "-c", PROGRESS_SCRIPT], capture_output=True, text=True,
-                       timeout=120, env=env, check=False)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("R1CHAT_", "HF_")) and k != "TRANSFORMERS_OFFLINE"
+    }
+    env.update(
+        {"R1CHAT_HOME": str(tmp_path), "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", PROGRESS_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert Path(out["path"]).read_bytes() == data
@@ -381,3 +338,55 @@ def test_download_progress_is_reported_to_a_callback(hub: FakeHub, tmp_path: Pat
     assert seen and seen[-1] == [len(data), len(data)]
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert "%|" not in r.stderr  # no terminal progress bar drawn
+
+
+def test_a_pin_the_hub_lost_falls_back_to_main_with_a_warning(
+    hub: FakeHub, tmp_path: Path, noise_model: Path
+) -> None:
+    e = CATALOG["r1-1.5b"]
+    assert e.pinned
+    hub.files[f"{e.repo}/{e.filename}"] = noise_model.read_bytes()
+    hub.missing_revisions.add(e.revision)
+    r = pull(tmp_path, hub.url, "r1-1.5b")
+    assert r.returncode == 0, r.stderr
+    warning, done = r.stderr.splitlines()
+    assert warning == (
+        f"r1chat: warning: {e.repo} has no revision {e.revision[:12]} (the pinned"
+        " one): using its main branch instead"
+    )
+    assert done == "r1chat: r1-1.5b: downloaded, checked"
+    gets = [path for method, path, _ in hub.requests if method == "GET"]
+    assert gets and all("/resolve/main/" in p for p in gets)
+    # Found in the cache afterwards, offline too: the pin is tried first, then main.
+    env_home = {"R1CHAT_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "r1chat", "models", "path", "r1-1.5b"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("R1CHAT_", "HF_"))},
+            **env_home,
+        },
+    )
+    assert r.returncode == 0 and r.stdout.strip().endswith(e.filename), r.stderr
+
+
+def test_a_lost_pin_still_checks_the_file_it_falls_back_to(hub: FakeHub, tmp_path: Path) -> None:
+    e = CATALOG["r1-1.5b"]
+    hub.files[f"{e.repo}/{e.filename}"] = b"<html>not a model</html>" * 100
+    hub.missing_revisions.add(e.revision)
+    r = pull(tmp_path, hub.url, "r1-1.5b")
+    assert r.returncode == 1
+    assert "using its main branch" in r.stderr and "not a GGUF" in r.stderr
+    assert gguf_files(tmp_path) == []
+
+
+def test_a_missing_revision_the_user_asked_for_is_an_error(
+    hub: FakeHub, tmp_path: Path, noise_model: Path
+) -> None:
+    hub.files["someone/Tiny-GGUF/tiny.gguf"] = noise_model.read_bytes()
+    hub.missing_revisions.add("v9")
+    r = pull(tmp_path, hub.url, "someone/Tiny-GGUF@v9:tiny.gguf")
+    assert r.returncode == 1 and "has no revision 'v9'" in r.stderr

@@ -70,8 +70,25 @@ def test_split_reasoning_whole_text() -> None:
 
 
 streams = st.lists(
-    st.sampled_from(["<think>", "</think>", "<", "/", "think", ">", "\n", " ", "a", "é", "中",
-                     "</th", "ink>", "<thi", "\\boxed{1}"]),
+    st.sampled_from(
+        [
+            "<think>",
+            "</think>",
+            "<",
+            "/",
+            "think",
+            ">",
+            "\n",
+            " ",
+            "a",
+            "é",
+            "中",
+            "</th",
+            "ink>",
+            "<thi",
+            "\\boxed{1}",
+        ]
+    ),
     max_size=30,
 ).map("".join)
 

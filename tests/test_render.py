@@ -13,7 +13,7 @@ from rich.console import Console
 from r1chat.engine import SamplingParams
 from r1chat.render import JsonRenderer, PlainRenderer, TerminalRenderer
 from r1chat.scripted import ScriptedEngine
-from r1chat.session import Delta, TurnDone, run_turn
+from r1chat.turn import Delta, TurnDone, run_turn
 
 HOSTILE = (
     "I will \x1b]0;pwned\x07 try [link=http://x]tricks[/link]\n</think>\n\n"
@@ -70,8 +70,9 @@ def test_json_escapes_control_characters() -> None:
 def test_terminal_output_keeps_loose_lists_and_fences_whole() -> None:
     # Finished blocks are printed as they complete; a list or fence with blank lines inside is
     # still one block, so its numbering and its code come out once and in order.
-    reply = ("x\n</think>\n\n1. one\n\n2. two\n\n   more of two\n\n"
-             "```\ncode\n\nmore code\n```\n\ntail")
+    reply = (
+        "x\n</think>\n\n1. one\n\n2. two\n\n   more of two\n\n```\ncode\n\nmore code\n```\n\ntail"
+    )
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=False, width=60)
     renderer = TerminalRenderer(show_think=False, console=console)
@@ -88,10 +89,12 @@ def test_terminal_output_is_the_same_however_the_tokens_arrive() -> None:
     import random
 
     from r1chat.markdown import answer_markdown
-    from r1chat.session import TurnResult
+    from r1chat.turn import TurnResult
 
-    text = ("# Title\n\nFirst paragraph\nstill first.\n\n1. one\n\n2. two\n\n"
-            "```python\nx = 1\n\n\ny = 2\n```\n\n> quoted\n\nLast line.")
+    text = (
+        "# Title\n\nFirst paragraph\nstill first.\n\n1. one\n\n2. two\n\n"
+        "```python\nx = 1\n\n\ny = 2\n```\n\n> quoted\n\nLast line."
+    )
 
     def printed(chunks: list[str]) -> str:
         buf = io.StringIO()

@@ -105,9 +105,20 @@ def _random_tensors(rng: np.random.Generator, n_vocab: int) -> dict[str, np.ndar
 # Tokens that end generation in this vocabulary (llama.cpp's EOG set for it).
 def _eog_ids(meta: dict) -> list[int]:
     tokens = meta["tokenizer.ggml.tokens"]
-    names = {"<｜end▁of▁sentence｜>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>",
-             "<end_of_turn>", "<|end|>", "</s>", "<EOT>", "<|file_sep|>", "<|fim_pad|>",
-             "<|repo_name|>"}
+    names = {
+        "<｜end▁of▁sentence｜>",
+        "<|endoftext|>",
+        "<|im_end|>",
+        "<|eot_id|>",
+        "<|eom_id|>",
+        "<end_of_turn>",
+        "<|end|>",
+        "</s>",
+        "<EOT>",
+        "<|file_sep|>",
+        "<|fim_pad|>",
+        "<|repo_name|>",
+    }
     ids = {i for i, t in enumerate(tokens) if t in names}
     ids.add(meta["tokenizer.ggml.eos_token_id"])
     return sorted(ids)

@@ -8,10 +8,24 @@ from typing import Annotated, Any
 
 import typer
 
-TokensOpt = Annotated[int, typer.Option("--tokens", "-n", help="Tokens to decode, end of "
-                      "sequence ignored (as llama-bench does)", min=2)]
-PromptOpt = Annotated[int, typer.Option("--prompt-tokens", "-p", help="Prompt length in tokens "
-                      "for time to first token and prefill speed", min=16)]
+TokensOpt = Annotated[
+    int,
+    typer.Option(
+        "--tokens",
+        "-n",
+        help="Tokens to decode, end of sequence ignored (as llama-bench does)",
+        min=2,
+    ),
+]
+PromptOpt = Annotated[
+    int,
+    typer.Option(
+        "--prompt-tokens",
+        "-p",
+        help="Prompt length in tokens for time to first token and prefill speed",
+        min=16,
+    ),
+]
 
 
 def _fmt(key: str, value: Any) -> str:
@@ -27,11 +41,19 @@ def _fmt(key: str, value: Any) -> str:
 
 
 ROWS = (
-    ("model", "model"), ("backend", "backend"), ("n_gpu_layers", "GPU layers"),
-    ("n_ctx", "context"), ("n_threads", "threads"), ("load_s", "load"),
-    ("prompt_tokens", "prompt tokens"), ("ttft_s", "time to first token"),
-    ("prefill_tok_s", "prefill"), ("tokens", "decoded tokens"), ("decode_tok_s", "decode"),
-    ("peak_rss_mb", "peak RSS"), ("gpu_mem_mb", "GPU memory (delta)"),
+    ("model", "model"),
+    ("backend", "backend"),
+    ("n_gpu_layers", "GPU layers"),
+    ("n_ctx", "context"),
+    ("n_threads", "threads"),
+    ("load_s", "load"),
+    ("prompt_tokens", "prompt tokens"),
+    ("ttft_s", "time to first token"),
+    ("prefill_tok_s", "prefill"),
+    ("tokens", "decoded tokens"),
+    ("decode_tok_s", "decode"),
+    ("peak_rss_mb", "peak RSS"),
+    ("gpu_mem_mb", "GPU memory (delta)"),
 )
 
 
@@ -50,20 +72,32 @@ def _table(result: dict[str, Any]) -> None:
 
 
 def bench(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="GGUF file path, alias or "
-                     "REPO:FILE.gguf (must be downloaded already) [env R1CHAT_MODEL]")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="GGUF file path, alias or "
+            "REPO:FILE.gguf (must be downloaded already) [env R1CHAT_MODEL]",
+        ),
+    ] = None,
     tokens: TokensOpt = 1024,
     prompt_tokens: PromptOpt = 512,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    ctx: Annotated[int | None, typer.Option("--ctx", help="Context size (default: prompt + "
-                   "tokens + 64)", min=64)] = None,
-    gpu_layers: Annotated[int | None, typer.Option("--gpu-layers", help="Layers to offload "
-                          "(default: all that fit)", min=0)] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all "
-                       "cores)", min=1)] = None,
+    ctx: Annotated[
+        int | None,
+        typer.Option("--ctx", help="Context size (default: prompt + tokens + 64)", min=64),
+    ] = None,
+    gpu_layers: Annotated[
+        int | None,
+        typer.Option("--gpu-layers", help="Layers to offload (default: all that fit)", min=0),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads (default: all cores)", min=1)
+    ] = None,
 ) -> None:
     """Measure load time, time to first token, prefill and decode speed on this machine."""
-    from r1chat.cli import user_errors
+    from r1chat.commands.errors import user_errors
 
     with user_errors():
         result = _run(model, tokens, prompt_tokens, ctx, gpu_layers, threads, quiet=json_out)
@@ -73,28 +107,38 @@ def bench(
         _table(result)
 
 
-def _run(model: str | None, tokens: int, prompt_tokens: int, ctx: int | None,
-         gpu_layers: int | None, threads: int | None, *, quiet: bool) -> dict[str, Any]:
+def _run(
+    model: str | None,
+    tokens: int,
+    prompt_tokens: int,
+    ctx: int | None,
+    gpu_layers: int | None,
+    threads: int | None,
+    *,
+    quiet: bool,
+) -> dict[str, Any]:
     from r1chat.bench import required_ctx, run_bench
     from r1chat.config import load_settings
     from r1chat.hardware import plan_load
-    from r1chat.models import resolve, validate_gguf
+    from r1chat.loading import find_model
 
     need = required_ctx(prompt_tokens, tokens)
-    settings = load_settings().with_flags(model=model, ctx=ctx or need, gpu_layers=gpu_layers,
-                                          threads=threads)
+    settings = load_settings().with_flags(
+        model=model, ctx=ctx or need, gpu_layers=gpu_layers, threads=threads
+    )
     # No download from a benchmark: a missing model is an error that says how to pull it.
-    ref, path = resolve(settings.model, download=False)
-    header = validate_gguf(path, ref.arch)
-    opts = plan_load(header, settings).options
-    name = ref.name if ref.path is None else None
+    m = find_model(settings.model, download=False)
+    opts = plan_load(m.header, settings).options
     if quiet or not sys.stderr.isatty():
-        return run_bench(path, opts, tokens=tokens, prompt_tokens=prompt_tokens, name=name,
-                         header=header)
+        return run_bench(
+            m.path, opts, tokens=tokens, prompt_tokens=prompt_tokens, name=m.name, header=m.header
+        )
     from rich.console import Console
     from rich.text import Text
 
-    what = Text(f"Benchmarking {ref.name}: {prompt_tokens}-token prompt, {tokens} tokens…")
+    shown = m.name or m.path.name
+    what = Text(f"Benchmarking {shown}: {prompt_tokens}-token prompt, {tokens} tokens…")
     with Console(stderr=True).status(what):
-        return run_bench(path, opts, tokens=tokens, prompt_tokens=prompt_tokens, name=name,
-                         header=header)
+        return run_bench(
+            m.path, opts, tokens=tokens, prompt_tokens=prompt_tokens, name=m.name, header=m.header
+        )

@@ -26,7 +26,7 @@ def show_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Every setting, its value and where it came from (default, file or env)."""
-    from r1chat.cli import user_errors
+    from r1chat.commands.errors import user_errors
     from r1chat.config import load_settings, paths
 
     with user_errors():
@@ -34,8 +34,12 @@ def show_cmd(
     path = paths().config_file
     values = settings.values()
     if json_out:
-        out = {"config_file": str(path), "exists": path.exists(), "settings": values,
-               "sources": {k: settings.source(k) for k in values}}
+        out = {
+            "config_file": str(path),
+            "exists": path.exists(),
+            "settings": values,
+            "sources": {k: settings.source(k) for k in values},
+        }
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return
     state = "" if path.exists() else "  (not created)"

@@ -19,10 +19,19 @@ import typer
 Status = Literal["ok", "warn", "fail"]
 
 LLAMA_PIN = "0.3.36"
-REINSTALL = ('CMAKE_ARGS="{flag}" pip install --force-reinstall --no-cache-dir'
-             f' llama-cpp-python=={LLAMA_PIN}')
-PACKAGES = ("llama-cpp-python", "textual", "rich", "typer", "huggingface-hub", "platformdirs",
-            "jinja2")
+REINSTALL = (
+    'CMAKE_ARGS="{flag}" pip install --force-reinstall --no-cache-dir'
+    f" llama-cpp-python=={LLAMA_PIN}"
+)
+PACKAGES = (
+    "llama-cpp-python",
+    "textual",
+    "rich",
+    "typer",
+    "huggingface-hub",
+    "platformdirs",
+    "jinja2",
+)
 
 
 @dataclass(frozen=True)
@@ -49,21 +58,21 @@ def check_packages() -> Check:
         except metadata.PackageNotFoundError:
             missing.append(name)
     if missing:
-        return Check("packages", "fail", f"missing: {', '.join(missing)}",
-                     f"pip install {' '.join(missing)}")
-    llama = _version("llama-cpp-python")
+        return Check(
+            "packages", "fail", f"missing: {', '.join(missing)}", f"pip install {' '.join(missing)}"
+        )
+    from r1chat.hardware import package_version
+
+    llama = package_version("llama-cpp-python")
     if llama != LLAMA_PIN:
-        return Check("packages", "warn", "; ".join(found),
-                     f"r1chat is tested with llama-cpp-python {LLAMA_PIN}, found {llama}:"
-                     f" pip install llama-cpp-python=={LLAMA_PIN}")
+        return Check(
+            "packages",
+            "warn",
+            "; ".join(found),
+            f"r1chat is tested with llama-cpp-python {LLAMA_PIN}, found {llama}:"
+            f" pip install llama-cpp-python=={LLAMA_PIN}",
+        )
     return Check("packages", "ok", "; ".join(found))
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def check_build_and_gpus() -> tuple[Check, Check]:
@@ -73,29 +82,43 @@ def check_build_and_gpus() -> tuple[Check, Check]:
     build = build_info()
     gpus = detect_gpus()
     if build.error:
-        llama = Check("llama.cpp", "fail", f"cannot load llama-cpp-python: {build.error}",
-                      REINSTALL.format(flag="-DGGML_CUDA=on" if any(
-                          g.vendor == "nvidia" for g in gpus) else "-DGGML_NATIVE=OFF"))
+        llama = Check(
+            "llama.cpp",
+            "fail",
+            f"cannot load llama-cpp-python: {build.error}",
+            REINSTALL.format(
+                flag="-DGGML_CUDA=on"
+                if any(g.vendor == "nvidia" for g in gpus)
+                else "-DGGML_NATIVE=OFF"
+            ),
+        )
     else:
         offload = "GPU offload supported" if build.gpu_offload else "no GPU offload"
         llama = Check("llama.cpp", "ok", f"backend {build.backend}, {offload}")
 
     if not gpus:
         return llama, Check("gpu", "ok", "no GPU found: the model runs on the CPU")
-    shown = "; ".join(f"{g.name}: {g.free_bytes / GiB:.1f} of {g.total_bytes / GiB:.1f} GiB free"
-                      for g in gpus)
+    shown = "; ".join(
+        f"{g.name}: {g.free_bytes / GiB:.1f} of {g.total_bytes / GiB:.1f} GiB free" for g in gpus
+    )
     vendor = gpus[0].vendor
     if build.error:
         return llama, Check("gpu", "warn", shown, "fix llama-cpp-python first (see above)")
     if vendor == "nvidia" and build.backend != "CUDA":
         return llama, Check(
-            "gpu", "warn", f"{shown}; but llama-cpp-python was built without CUDA",
+            "gpu",
+            "warn",
+            f"{shown}; but llama-cpp-python was built without CUDA",
             "an NVIDIA GPU is present but llama-cpp-python was built without CUDA: reinstall"
-            " with " + REINSTALL.format(flag="-DGGML_CUDA=on"))
+            " with " + REINSTALL.format(flag="-DGGML_CUDA=on"),
+        )
     if vendor == "apple" and build.backend != "Metal":
         return llama, Check(
-            "gpu", "warn", f"{shown}; but llama-cpp-python was built without Metal",
-            "reinstall with " + REINSTALL.format(flag="-DGGML_METAL=on"))
+            "gpu",
+            "warn",
+            f"{shown}; but llama-cpp-python was built without Metal",
+            "reinstall with " + REINSTALL.format(flag="-DGGML_METAL=on"),
+        )
     return llama, Check("gpu", "ok", shown)
 
 
@@ -107,9 +130,16 @@ def check_paths() -> tuple[Check, Check]:
     p = paths()
     where = f"data {p.data_dir}; config {p.config_file}"
     problems = [d for d in (p.data_dir, p.config_dir) if d.exists() and not _writable(d)]
-    dirs = (Check("paths", "fail", f"{where}; not writable: {', '.join(map(str, problems))}",
-                  "fix the permissions or set R1CHAT_HOME to a writable folder")
-            if problems else Check("paths", "ok", where))
+    dirs = (
+        Check(
+            "paths",
+            "fail",
+            f"{where}; not writable: {', '.join(map(str, problems))}",
+            "fix the permissions or set R1CHAT_HOME to a writable folder",
+        )
+        if problems
+        else Check("paths", "ok", where)
+    )
     try:
         n = len(load_file(p.config_file))
     except R1ChatError as e:
@@ -130,8 +160,12 @@ def check_cache() -> Check:
     names = ", ".join(r.name for r in rows) or "none"
     detail = f"{cache}: {len(rows)} model(s): {names}"
     if cache.exists() and not _writable(cache):
-        return Check("model cache", "fail", detail + "; not writable",
-                     "fix its permissions, or set HF_HUB_CACHE or R1CHAT_HOME")
+        return Check(
+            "model cache",
+            "fail",
+            detail + "; not writable",
+            "fix its permissions, or set HF_HUB_CACHE or R1CHAT_HOME",
+        )
     return Check("model cache", "ok", detail)
 
 
@@ -150,14 +184,24 @@ def check_model(load: bool = True) -> Check:
         m, path = resolve(ref, download=False)
     except R1ChatError as e:
         if "not downloaded" in str(e):
-            return Check("model", "warn", f"{ref} is not downloaded; loading skipped",
-                         f"r1chat models pull {ref}  (or pass a local GGUF with --model PATH)")
+            return Check(
+                "model",
+                "warn",
+                f"{ref} is not downloaded; loading skipped",
+                f"r1chat models pull {ref}  (or pass a local GGUF with --model PATH)",
+            )
         return Check("model", "fail", str(e), "pass a valid GGUF with --model PATH")
     try:
         header = validate_gguf(path, m.arch)
     except R1ChatError as e:
-        return Check("model", "fail", str(e), f"r1chat models rm {ref}; r1chat models pull {ref}"
-                     if m.path is None else "pass a valid GGUF with --model PATH")
+        return Check(
+            "model",
+            "fail",
+            str(e),
+            f"r1chat models rm {ref}; r1chat models pull {ref}"
+            if m.path is None
+            else "pass a valid GGUF with --model PATH",
+        )
     if not load:
         return Check("model", "ok", f"{ref}: {path} ({header.architecture}); loading skipped")
     from r1chat.engine import LlamaEngine, LoadOptions
@@ -166,25 +210,41 @@ def check_model(load: bool = True) -> Check:
     try:
         plan = plan_load(header, settings)
         # A small context: this checks that the weights load, not how much context fits.
-        opts = LoadOptions(n_ctx=min(plan.options.n_ctx or 2048, 2048),
-                           n_gpu_layers=plan.options.n_gpu_layers,
-                           flash_attn=plan.options.flash_attn, n_threads=settings.threads,
-                           kv_type=settings.kv_type)
+        opts = LoadOptions(
+            n_ctx=min(plan.options.n_ctx or 2048, 2048),
+            n_gpu_layers=plan.options.n_gpu_layers,
+            flash_attn=plan.options.flash_attn,
+            n_threads=settings.threads,
+            kv_type=settings.kv_type,
+        )
         t0 = time.perf_counter()
         engine = LlamaEngine(path, opts, header=header)
         took = time.perf_counter() - t0
         info = engine.info
         engine.close()
     except R1ChatError as e:
-        return Check("model", "fail", f"{ref}: {e}",
-                     "try --gpu-layers 0, or r1chat models rm/pull to fetch it again")
-    return Check("model", "ok", f"{ref}: loads in {took:.1f} s ({info.backend},"
-                 f" {info.n_gpu_layers}/{info.n_layers} layers on the GPU)")
+        return Check(
+            "model",
+            "fail",
+            f"{ref}: {e}",
+            "try --gpu-layers 0, or r1chat models rm/pull to fetch it again",
+        )
+    return Check(
+        "model",
+        "ok",
+        f"{ref}: loads in {took:.1f} s ({info.backend},"
+        f" {info.n_gpu_layers}/{info.n_layers} layers on the GPU)",
+    )
 
 
 def run_checks(load: bool = True) -> list[Check]:
-    checks = [check_python(), check_packages(), *check_build_and_gpus(), *check_paths(),
-              check_cache()]
+    checks = [
+        check_python(),
+        check_packages(),
+        *check_build_and_gpus(),
+        *check_paths(),
+        check_cache(),
+    ]
     if any(c.name == "llama.cpp" and c.status == "fail" for c in checks):
         checks.append(Check("model", "warn", "not loaded: llama-cpp-python is broken"))
     else:
@@ -194,8 +254,9 @@ def run_checks(load: bool = True) -> list[Check]:
 
 def doctor(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
-    no_load: Annotated[bool, typer.Option("--no-load", help="Do not try loading the model")]
-    = False,
+    no_load: Annotated[
+        bool, typer.Option("--no-load", help="Do not try loading the model")
+    ] = False,
 ) -> None:
     """Check Python, packages, llama.cpp's GPU support, GPUs, paths and the model."""
     checks = run_checks(load=not no_load)

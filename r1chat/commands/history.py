@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from r1chat.commands import sub_app
+from r1chat.endings import finish_note
 from r1chat.sanitize import safe_json
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 
 history_app = sub_app("List, show, search, export, rename and delete saved conversations.")
 
-IdArg = Annotated[int, typer.Argument(help="Conversation id (see `r1chat history list`)",
-                                      metavar="ID")]
+IdArg = Annotated[
+    int, typer.Argument(help="Conversation id (see `r1chat history list`)", metavar="ID")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
@@ -56,7 +58,7 @@ def stdin_is_terminal() -> bool:
 @contextmanager
 def _store() -> Iterator[HistoryStore]:
     """The history store, with R1ChatError turned into one line on stderr and an exit status."""
-    from r1chat.cli import user_errors
+    from r1chat.commands.errors import user_errors
     from r1chat.history import HistoryStore
 
     with user_errors(), HistoryStore.open() as store:
@@ -66,8 +68,9 @@ def _store() -> Iterator[HistoryStore]:
 @history_app.command("list")
 def list_cmd(
     json_out: JsonOpt = False,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1,
-                                              help="Show at most this many")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Show at most this many")
+    ] = None,
 ) -> None:
     """Saved conversations, most recently active first."""
     with _store() as store:
@@ -78,15 +81,19 @@ def list_cmd(
     if not convs:
         sys.stderr.write("r1chat: no saved conversations\n")
         return
-    _say("".join(f"{c.id:>5}  {_local(c.updated)}  {c.messages:>4} msgs  {c.title}\n"
-                 for c in convs))
+    _say(
+        "".join(f"{c.id:>5}  {_local(c.updated)}  {c.messages:>4} msgs  {c.title}\n" for c in convs)
+    )
 
 
 def render_text(conv: Conversation, messages: list[Message], *, think: bool) -> str:
     """A conversation for reading in a terminal: thinking indented under a bar."""
-    out = [f"{conv.title}",
-           f"conversation {conv.id} · {conv.model or 'unknown model'} · "
-           f"{_local(conv.created)} · {conv.messages} messages", ""]
+    out = [
+        f"{conv.title}",
+        f"conversation {conv.id} · {conv.model or 'unknown model'} · "
+        f"{_local(conv.created)} · {conv.messages} messages",
+        "",
+    ]
     for m in messages:
         if m.role == "user":
             out += ["── You " + "─" * 40, m.content.rstrip(), ""]
@@ -97,10 +104,9 @@ def render_text(conv: Conversation, messages: list[Message], *, think: bool) -> 
             out.append("")
         if m.content.strip():
             out.append(m.content.rstrip())
-        if m.stopped:
-            out.append("(stopped)")
-        elif m.finish_reason == "length":
-            out.append("(cut off at the token limit)")
+        note = finish_note(m.finish_reason, (m.stats or {}).get("completion_tokens"))
+        if note is not None:
+            out.append(f"({note})")
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -125,15 +131,17 @@ def show_cmd(
 
 @history_app.command("search")
 def search_cmd(
-    query: Annotated[list[str], typer.Argument(help="Words to find (all of them; word* for a "
-                                               "prefix)", metavar="QUERY...")],
+    query: Annotated[
+        list[str],
+        typer.Argument(help="Words to find (all of them; word* for a prefix)", metavar="QUERY..."),
+    ],
     json_out: JsonOpt = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Most hits")] = 20,
 ) -> None:
     """Find messages whose question, answer or thinking contain the words."""
     text = " ".join(query)
     if not text.strip():
-        from r1chat.cli import fail
+        from r1chat.commands.errors import fail
 
         fail("empty search query", 2)
     with _store() as store:
@@ -144,20 +152,26 @@ def search_cmd(
     if not hits:
         sys.stderr.write("r1chat: no matches\n")
         raise typer.Exit(1)
-    _say("".join(f"{h.conversation_id:>5}  {h.title}  ({h.role}, message {h.message_id})\n"
-                 f"       {' '.join(h.snippet.split())}\n" for h in hits))
+    _say(
+        "".join(
+            f"{h.conversation_id:>5}  {h.title}  ({h.role}, message {h.message_id})\n"
+            f"       {' '.join(h.snippet.split())}\n"
+            for h in hits
+        )
+    )
 
 
 @history_app.command("export")
 def export_cmd(
     conv_id: IdArg,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="md or json")] = Format.md,
-    output: Annotated[Path | None, typer.Option("--output", "-o", dir_okay=False,
-                                                help="Write to this file (default: stdout)")]
-    = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", dir_okay=False, help="Write to this file (default: stdout)"),
+    ] = None,
 ) -> None:
     """Export one conversation as Markdown or JSON."""
-    from r1chat.cli import fail
+    from r1chat.commands.errors import fail
     from r1chat.history import export_dict, export_markdown
     from r1chat.sanitize import sanitize
 
@@ -182,11 +196,10 @@ def export_cmd(
 @history_app.command("rm")
 def rm_cmd(
     conv_id: IdArg,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")]
-    = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Delete a conversation and its messages (asks first unless --yes)."""
-    from r1chat.cli import fail
+    from r1chat.commands.errors import fail
 
     with _store() as store:
         conv = store.get_conversation(conv_id)
@@ -196,8 +209,11 @@ def rm_cmd(
             from r1chat.sanitize import sanitize
 
             try:
-                ok = typer.confirm(f"Delete conversation {conv_id} \"{sanitize(conv.title)}\" "
-                                   f"({conv.messages} messages)?", default=False)
+                ok = typer.confirm(
+                    f'Delete conversation {conv_id} "{sanitize(conv.title)}" '
+                    f"({conv.messages} messages)?",
+                    default=False,
+                )
             except typer.Abort:
                 ok = False
             if not ok:

@@ -12,8 +12,9 @@ from r1chat.commands import sub_app
 
 models_app = sub_app("List, download and remove models (GGUF files from Hugging Face).")
 
-RefArg = Annotated[str, typer.Argument(help="A catalogue alias (r1-7b, …) or REPO:FILE.gguf",
-                                       metavar="MODEL")]
+RefArg = Annotated[
+    str, typer.Argument(help="A catalogue alias (r1-7b, …) or REPO:FILE.gguf", metavar="MODEL")
+]
 
 
 def human_size(n: int) -> str:
@@ -25,7 +26,7 @@ def list_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """The catalogue and every GGUF in the model cache: downloaded or not, size, where."""
-    from r1chat.cli import user_errors
+    from r1chat.commands.errors import user_errors
     from r1chat.config import load_settings
     from r1chat.models import model_cache_dir, model_rows
 
@@ -49,7 +50,7 @@ def list_cmd(
 @models_app.command("pull")
 def pull_cmd(ref: RefArg) -> None:
     """Download a model (resumable) and check it is a usable GGUF before accepting it."""
-    from r1chat.cli import user_errors
+    from r1chat.commands.errors import user_errors
     from r1chat.models import pull
 
     with user_errors():
@@ -62,7 +63,7 @@ def pull_cmd(ref: RefArg) -> None:
 @models_app.command("rm")
 def rm_cmd(ref: RefArg) -> None:
     """Delete a downloaded model from the cache."""
-    from r1chat.cli import user_errors
+    from r1chat.commands.errors import user_errors
     from r1chat.models import remove
 
     with user_errors():
@@ -73,11 +74,15 @@ def rm_cmd(ref: RefArg) -> None:
 
 @models_app.command("path")
 def path_cmd(
-    ref: Annotated[str | None, typer.Argument(help="Alias, REPO:FILE.gguf or a path; default:"
-                                              " the configured model", metavar="[MODEL]")] = None,
+    ref: Annotated[
+        str | None,
+        typer.Argument(
+            help="Alias, REPO:FILE.gguf or a path; default: the configured model", metavar="[MODEL]"
+        ),
+    ] = None,
 ) -> None:
     """Print the local file of a model (it must be downloaded already)."""
-    from r1chat.cli import user_errors
+    from r1chat.commands.errors import user_errors
     from r1chat.config import load_settings
     from r1chat.models import resolve
 

@@ -1,7 +1,8 @@
-"""Hand-over of a turn's stream from the decoding thread to the UI.
+"""Hand-over of a turn's text from the decoding thread to the UI.
 
-The worker thread appends under a lock; the UI drains it from a timer a few dozen times a second,
-so the UI thread does work per frame, not per token, and the decoder never waits for a render.
+The worker thread appends under a lock; the UI drains it a few dozen times a second at most, so
+the UI thread does work per frame, not per token, and the decoder never waits for a render. The
+turn's life (started, finished, failed) travels as messages (r1chat.tui.messages), not here.
 """
 
 from __future__ import annotations
@@ -11,27 +12,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from r1chat.sanitize import StreamSanitizer
-from r1chat.session import TurnResult
+from r1chat.turn import Delta
 
 
 @dataclass
 class Chunk:
-    """What arrived since the last drain, and the counters so far."""
+    """The text that arrived since the last drain, and the counts so far."""
 
     think: str
     answer: str
-    think_deltas: int
-    answer_deltas: int
-    first_at: float | None
-    answer_at: float | None
-    prompt_tokens: int | None
-    done: bool
-    result: TurnResult | None
-    error: BaseException | None
+    think_tokens: int
+    answer_tokens: int
+    first_at: float | None  # clock time of the first text
+    answer_at: float | None  # clock time of the answer's first text
 
 
 class TurnBuffer:
-    """One turn's stream; written by one thread, drained by the UI. Model text is sanitised here."""
+    """One turn's text; written by one thread, drained by the UI. Model text is sanitised here,
+    where it is about to be displayed (the history keeps it as the model wrote it)."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -39,35 +37,29 @@ class TurnBuffer:
         self._think: list[str] = []
         self._answer: list[str] = []
         self._clean = {"think": StreamSanitizer(), "answer": StreamSanitizer()}
-        self._think_deltas = 0
-        self._answer_deltas = 0
+        self._think_tokens = 0
+        self._answer_tokens = 0
         self._first_at: float | None = None
         self._answer_at: float | None = None
-        self._prompt_tokens: int | None = None
-        self._done = False
-        self._result: TurnResult | None = None
-        self._error: BaseException | None = None
 
-    def set_prompt_tokens(self, n: int) -> None:
-        with self._lock:
-            self._prompt_tokens = n
-
-    def push(self, kind: str, text: str) -> None:
-        text = self._clean[kind].feed(text)
+    def push(self, delta: Delta) -> None:
+        text = self._clean[delta.kind].feed(delta.text)
         now = self._clock()
         with self._lock:
+            self._think_tokens = delta.think_tokens
+            self._answer_tokens = delta.answer_tokens
             if self._first_at is None:
                 self._first_at = now
-            if kind == "think":
+            if delta.kind == "think":
                 self._think.append(text)
-                self._think_deltas += 1
             else:
                 if self._answer_at is None:
                     self._answer_at = now
                 self._answer.append(text)
-                self._answer_deltas += 1
 
-    def _flush_sanitizers(self) -> None:
+    def close(self) -> None:
+        """The stream is over: let out what the sanitisers held back (an unfinished escape
+        sequence is dropped)."""
         think, answer = self._clean["think"].close(), self._clean["answer"].close()
         with self._lock:
             if think:
@@ -75,34 +67,15 @@ class TurnBuffer:
             if answer:
                 self._answer.append(answer)
 
-    def finish(self, result: TurnResult) -> None:
-        self._flush_sanitizers()
-        with self._lock:
-            self._result = result
-            self._done = True
-
-    def fail(self, error: BaseException) -> None:
-        self._flush_sanitizers()
-        with self._lock:
-            self._error = error
-            self._done = True
-
-    @property
-    def done(self) -> bool:
-        with self._lock:
-            return self._done
-
-    @property
-    def result(self) -> TurnResult | None:
-        """The finished turn, once the decoding thread has handed it over."""
-        with self._lock:
-            return self._result
-
     def take(self) -> Chunk:
         with self._lock:
             think, self._think = "".join(self._think), []
             answer, self._answer = "".join(self._answer), []
-            return Chunk(think, answer, self._think_deltas, self._answer_deltas, self._first_at,
-                         self._answer_at, self._prompt_tokens, self._done, self._result,
-                         self._error)
-
+            return Chunk(
+                think,
+                answer,
+                self._think_tokens,
+                self._answer_tokens,
+                self._first_at,
+                self._answer_at,
+            )

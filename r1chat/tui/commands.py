@@ -21,26 +21,54 @@ COMMANDS: tuple[Command, ...] = (
     Command("Newline", "Add a line to the prompt", "newline", "Ctrl+J / Shift+Enter"),
     Command("Stop generation", "Stop the reply now and keep what came", "stop", "Esc"),
     Command("New chat", "Start a new conversation", "new_chat", "Ctrl+N"),
-    Command("Toggle thinking", "Open or fold the thinking of the focused (or last) turn",
-            "toggle_thinking", "Ctrl+T"),
-    Command("Copy answer", "Copy the last answer to the clipboard (OSC 52)", "copy_answer",
-            "Ctrl+O"),
-    Command("Copy last code block", "Copy the last code block of the last answer",
-            "copy_code", "Ctrl+B"),
-    Command("Preset: math", "Step by step, final answer in \\boxed{} (toggle)",
-            "preset('math')", "F2"),
-    Command("Preset: code", "Think first, then complete code in a fenced block (toggle)",
-            "preset('code')", "F3"),
-    Command("Preset: logic", "Check each assumption, state the conclusion (toggle)",
-            "preset('logic')", "F4"),
-    Command("History sidebar", "Show or hide the saved conversations", "toggle_sidebar",
-            "Ctrl+S / F5"),
-    Command("Search history", "Search every saved question, answer and thinking",
-            "search_history", "Ctrl+S, type"),
-    Command("Rename conversation", "Rename this conversation (in the sidebar: r)",
-            "rename_conversation", "r"),
-    Command("Delete conversation", "Delete this conversation, after a confirmation "
-            "(in the sidebar: d)", "delete_conversation", "d"),
+    Command(
+        "Toggle thinking",
+        "Open or fold the thinking of the focused (or last) turn",
+        "toggle_thinking",
+        "Ctrl+T",
+    ),
+    Command(
+        "Copy answer", "Copy the last answer to the clipboard (OSC 52)", "copy_answer", "Ctrl+O"
+    ),
+    Command(
+        "Copy last code block", "Copy the last code block of the last answer", "copy_code", "Ctrl+B"
+    ),
+    Command(
+        "Preset: math", "Step by step, final answer in \\boxed{} (toggle)", "preset('math')", "F2"
+    ),
+    Command(
+        "Preset: code",
+        "Think first, then complete code in a fenced block (toggle)",
+        "preset('code')",
+        "F3",
+    ),
+    Command(
+        "Preset: logic",
+        "Check each assumption, state the conclusion (toggle)",
+        "preset('logic')",
+        "F4",
+    ),
+    Command(
+        "History sidebar", "Show or hide the saved conversations", "toggle_sidebar", "Ctrl+S / F5"
+    ),
+    Command(
+        "Search history",
+        "Search every saved question, answer and thinking",
+        "search_history",
+        "Ctrl+S, type",
+    ),
+    Command(
+        "Rename conversation",
+        "Rename this conversation (in the sidebar: r)",
+        "rename_conversation",
+        "r",
+    ),
+    Command(
+        "Delete conversation",
+        "Delete this conversation, after a confirmation (in the sidebar: d)",
+        "delete_conversation",
+        "d",
+    ),
     Command("Follow output", "Scroll to the end and keep following the reply", "follow", "End"),
     Command("Help", "Show the keys", "help", "F1"),
 )
@@ -51,14 +79,18 @@ class R1ChatCommands(Provider):
 
     async def discover(self) -> Hits:
         for cmd in COMMANDS:
-            yield DiscoveryHit(cmd.title, partial(self.app.run_action, cmd.action),
-                               help=f"{cmd.help}  [{cmd.key}]")
+            yield DiscoveryHit(
+                cmd.title, partial(self.app.run_action, cmd.action), help=f"{cmd.help}  [{cmd.key}]"
+            )
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for cmd in COMMANDS:
             score = matcher.match(cmd.title)
             if score > 0:
-                yield Hit(score, matcher.highlight(cmd.title),
-                          partial(self.app.run_action, cmd.action),
-                          help=f"{cmd.help}  [{cmd.key}]")
+                yield Hit(
+                    score,
+                    matcher.highlight(cmd.title),
+                    partial(self.app.run_action, cmd.action),
+                    help=f"{cmd.help}  [{cmd.key}]",
+                )

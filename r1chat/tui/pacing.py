@@ -16,9 +16,14 @@ class FramePacer:
     scrolling always find the UI thread free at least `1 - share` of the time.
     """
 
-    def __init__(self, min_interval: float, share: float = 0.5, max_interval: float = 0.5,
-                 cpu: Callable[[], float] = time.thread_time,
-                 wall: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        min_interval: float,
+        share: float = 0.5,
+        max_interval: float = 0.5,
+        cpu: Callable[[], float] = time.thread_time,
+        wall: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.min_interval = min_interval
         self.share = share
         self.max_interval = max_interval

@@ -38,13 +38,12 @@ def last_code_block(markdown: str) -> str | None:
     pos = 0
     while (m := _FENCE.search(markdown, pos)) is not None:
         fence = m.group("fence")
-        close = re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$",
-                           re.MULTILINE)
+        close = re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.MULTILINE)
         end = close.search(markdown, m.end())
         if end is None:
-            blocks.append(markdown[m.end():])
+            blocks.append(markdown[m.end() :])
             break
-        blocks.append(markdown[m.end():end.start()])
+        blocks.append(markdown[m.end() : end.start()])
         pos = end.end()
     if not blocks:
         return None

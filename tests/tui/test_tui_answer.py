@@ -14,8 +14,8 @@ from r1chat.tui.widgets.answer import (
     AnswerView,
     BlockRenders,
     MarkdownPart,
+    content_lines,
     fence_runs,
-    markdown_lines,
 )
 
 SECTION = (
@@ -35,7 +35,7 @@ class AnswerApp(App[None]):
 
 def render_markdown(text: str, width: int) -> Content:
     """The whole text rendered at once: what the parts must add up to."""
-    return Content("\n").join(markdown_lines(text, width))
+    return Content("\n").join(content_lines(text, width))
 
 
 async def _stream(view: AnswerView, text: str, seed: int) -> None:
@@ -48,7 +48,7 @@ def _pieces(text: str, seed: int) -> list[str]:
     out, i = [], 0
     while i < len(text):
         n = rng.randint(1, 40)
-        out.append(text[i:i + n])
+        out.append(text[i : i + n])
         i += n
     return out
 
@@ -121,8 +121,11 @@ async def test_answer_text_can_be_selected() -> None:
         assert got is not None and got[0].strip() == "Hello world, and code."
 
 
-LONG_FENCE = "```python\n" + "".join(
-    f"def f{i}(x):\n    return x * {i}  # {i}\n" + "\n" * (i % 3) for i in range(60)) + "```\n"
+LONG_FENCE = (
+    "```python\n"
+    + "".join(f"def f{i}(x):\n    return x * {i}  # {i}\n" + "\n" * (i % 3) for i in range(60))
+    + "```\n"
+)
 
 
 def test_a_long_fence_renders_in_runs_exactly_as_whole() -> None:
@@ -147,8 +150,10 @@ async def test_a_long_fence_streams_into_the_same_screen() -> None:
 
 
 def test_fence_runs_cut_between_statements_so_highlighting_holds() -> None:
-    code = "".join(f'def f{i}():\n    """Line one\n    line two\n    """\n    return {i}\n\n'
-                   for i in range(12))
+    code = "".join(
+        f'def f{i}():\n    """Line one\n    line two\n    """\n    return {i}\n\n'
+        for i in range(12)
+    )
     fence = f"```python\n{code}```\n"
     runs = fence_runs(fence)
     assert runs is not None and len(runs) > 2
@@ -162,8 +167,12 @@ def test_fence_runs_cut_between_statements_so_highlighting_holds() -> None:
 
 async def test_what_follows_a_long_fence_in_its_block_adds_nothing() -> None:
     body = "".join(f"line {i}\n" for i in range(25))
-    cases = [f"```\n{body}```\n \n", f"```\n{body}```\n\t\n", f"```\n{body}```\n[x]: http://a\n",
-             "```a`b is a paragraph\n" + "".join(f"word{i}\n" for i in range(24))]
+    cases = [
+        f"```\n{body}```\n \n",
+        f"```\n{body}```\n\t\n",
+        f"```\n{body}```\n[x]: http://a\n",
+        "```a`b is a paragraph\n" + "".join(f"word{i}\n" for i in range(24)),
+    ]
     assert fence_runs(cases[-1]) is None  # not a fence at all
     app = AnswerApp()
     async with app.run_test(size=(60, 40)) as pilot:

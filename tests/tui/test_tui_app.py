@@ -21,7 +21,7 @@ NARROW = (80, 40)
 
 
 def idle(app: R1ChatApp) -> bool:
-    return app.generation is None
+    return not app.chat.busy
 
 
 async def ask(pilot, app: R1ChatApp, question: str) -> TurnView:  # type: ignore[no-untyped-def]
@@ -46,7 +46,7 @@ async def test_enter_sends_and_both_panes_fill() -> None:
         assert view.query_one(ThinkingText).text == THINKING
         assert markdown_source(view) == ANSWER
         assert app.prompt.text == ""
-        assert app.turns == [("Sum of 1 to 10?", ANSWER)]
+        assert app.chat.conversation.exchanges == [("Sum of 1 to 10?", ANSWER)]
         assert view.query_one(".boxed").content.plain == "55"  # type: ignore[attr-defined]
 
 
@@ -58,7 +58,7 @@ async def test_ctrl_j_adds_a_line_instead_of_sending() -> None:
         assert app.prompt.text == "a\nb"
         assert not app.query(TurnView)
         await pilot.press("enter")
-        await wait_until(lambda: app.turns, pilot)
+        await wait_until(lambda: app.chat.conversation.exchanges, pilot)
         assert engine.requests[0][-1].content == "a\nb"
 
 
@@ -132,14 +132,13 @@ async def test_escape_stops_at_once_and_keeps_what_came() -> None:
         emitted = "".join(split_pieces(REPLY)[:76])
         kept = emitted.split("</think>\n\n", 1)[1]
         assert view.answer == kept and 0 < len(kept) < len(ANSWER)
-        assert app.turns == [("q", kept)]
+        assert app.chat.conversation.exchanges == [("q", kept)]
         assert any("Stopped" in str(n.content) for n in view.query(".note"))  # type: ignore
         # The engine is free again: the next turn runs and sees the kept answer as history.
         engine.pause_after = 10**6
         await ask(pilot, app, "again")
-        await wait_until(lambda: len(app.turns) == 2, pilot)
-        assert engine.requests[1][:2] == [ChatMessage("user", "q"),
-                                          ChatMessage("assistant", kept)]
+        await wait_until(lambda: len(app.chat.conversation.exchanges) == 2, pilot)
+        assert engine.requests[1][:2] == [ChatMessage("user", "q"), ChatMessage("assistant", kept)]
 
 
 async def test_escape_while_thinking_keeps_the_thinking() -> None:
@@ -153,7 +152,7 @@ async def test_escape_while_thinking_keeps_the_thinking() -> None:
         assert view.thinking and THINKING.startswith(view.thinking)
         assert view.answer == ""
         assert str(view.pane.title).startswith("Stopped after")
-        assert app.turns == [("q", "")]
+        assert app.chat.conversation.exchanges == [("q", "")]
 
 
 async def test_second_turn_sends_history_without_thinking() -> None:
@@ -163,10 +162,12 @@ async def test_second_turn_sends_history_without_thinking() -> None:
         await ask(pilot, app, "first")
         await wait_until(lambda: idle(app), pilot)
         await ask(pilot, app, "second")
-        await wait_until(lambda: len(app.turns) == 2, pilot)
-        assert engine.requests[1] == [ChatMessage("user", "first"),
-                                      ChatMessage("assistant", ANSWER),
-                                      ChatMessage("user", "second")]
+        await wait_until(lambda: len(app.chat.conversation.exchanges) == 2, pilot)
+        assert engine.requests[1] == [
+            ChatMessage("user", "first"),
+            ChatMessage("assistant", ANSWER),
+            ChatMessage("user", "second"),
+        ]
         assert len(app.query(TurnView)) == 2
 
 
@@ -178,7 +179,7 @@ async def test_new_chat_forgets_the_conversation() -> None:
         await wait_until(lambda: idle(app), pilot)
         await pilot.press("ctrl+n")
         await pilot.pause()
-        assert not app.query(TurnView) and app.turns == []
+        assert not app.query(TurnView) and app.chat.conversation.exchanges == []
         await ask(pilot, app, "fresh")
         await wait_until(lambda: idle(app), pilot)
         assert engine.requests[1] == [ChatMessage("user", "fresh")]
@@ -223,7 +224,7 @@ async def test_model_text_is_never_markup_and_escapes_are_stripped() -> None:
 
 
 async def test_load_error_is_shown_with_what_to_do() -> None:
-    def fail() -> ScriptedEngine:
+    def fail(_progress: object) -> ScriptedEngine:
         raise R1ChatError("model file not found: /nowhere/model.gguf")
 
     app = R1ChatApp(engine_factory=fail)
@@ -238,7 +239,7 @@ async def test_load_error_is_shown_with_what_to_do() -> None:
 
 
 async def test_unexpected_load_failure_is_shown_not_raised() -> None:
-    def crash() -> ScriptedEngine:
+    def crash(_progress: object) -> ScriptedEngine:
         raise RuntimeError("boom")
 
     app = R1ChatApp(engine_factory=crash)
@@ -251,7 +252,7 @@ async def test_input_typed_while_loading_is_sent_once_loaded() -> None:
     release = threading.Event()
     engine = ScriptedEngine(REPLY)
 
-    def slow_load() -> ScriptedEngine:
+    def slow_load(_progress: object) -> ScriptedEngine:
         release.wait(10)
         return engine
 
@@ -261,8 +262,8 @@ async def test_input_typed_while_loading_is_sent_once_loaded() -> None:
         assert "loading" in str(app.status.content)
         assert app.prompt.text == "early" and not app.query(TurnView)
         release.set()
-        await wait_until(lambda: app.turns, pilot)
-        assert app.turns[0][0] == "early" and app.prompt.text == ""
+        await wait_until(lambda: app.chat.conversation.exchanges, pilot)
+        assert app.chat.conversation.exchanges[0][0] == "early" and app.prompt.text == ""
 
 
 async def _regions_mid_reply(size: tuple[int, int]) -> tuple[Region, Region]:
@@ -308,8 +309,12 @@ async def test_command_palette_runs_actions() -> None:
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("ctrl+p")
         await pilot.press(*"preset: logic")
-        await wait_until(lambda: app.screen.query(CommandList)
-                         and app.screen.query_one(CommandList).option_count > 0, pilot)
+        await wait_until(
+            lambda: (
+                app.screen.query(CommandList) and app.screen.query_one(CommandList).option_count > 0
+            ),
+            pilot,
+        )
         first = app.screen.query_one(CommandList).get_option_at_index(0)
         assert "Preset: logic" in str(first.prompt)
         await pilot.press("enter")
@@ -334,10 +339,9 @@ async def test_download_progress_shows_in_the_status_line() -> None:
     from r1chat.tui.app import R1ChatApp
 
     release = threading.Event()
-    app: R1ChatApp
 
-    def slow_factory():
-        app.download_progress(1_200_000_000, 4_680_000_000)
+    def slow_factory(report):  # type: ignore[no-untyped-def]
+        report.download(1_200_000_000, 4_680_000_000)
         release.wait(10)
         raise RuntimeError("stop here")
 
@@ -363,3 +367,57 @@ async def test_a_model_without_thinking_shows_only_the_answer() -> None:
         # One blank line under the question, as above a thinking pane; the answer has the width.
         assert answer.y == question.bottom + 1
         assert answer.width > WIDE[0] - 10
+
+
+def burst(app: R1ChatApp, text: str, *keys: str) -> None:
+    """Queue keys at the app all at once, as a terminal delivers a burst read in one go."""
+    from textual import events
+
+    for ch in text:
+        app.post_message(events.Key(ch if ch != " " else "space", ch))
+    for key in keys:
+        app.post_message(events.Key(key, None))
+
+
+async def test_a_burst_of_keys_and_enter_sends_every_key() -> None:
+    engine = ScriptedEngine(REPLY)
+    app = R1ChatApp(engine=engine)
+    async with app.run_test(size=WIDE) as pilot:
+        text = "Explain why the sky is blue, " * 20
+        burst(app, text.strip(), "enter")
+        await wait_until(lambda: engine.requests and idle(app), pilot)
+        assert engine.requests[0][-1].content == text.strip()
+        assert app.prompt.text == ""
+
+
+async def test_keys_after_enter_in_the_same_burst_stay_in_the_prompt() -> None:
+    engine = ScriptedEngine(REPLY)
+    app = R1ChatApp(engine=engine)
+    async with app.run_test(size=WIDE) as pilot:
+        burst(app, "first question", "enter")
+        burst(app, "typed on")
+        await wait_until(lambda: engine.requests and idle(app), pilot)
+        assert engine.requests[0][-1].content == "first question"
+        assert app.prompt.text == "typed on"
+
+
+async def test_editing_keys_in_a_burst_apply_in_order() -> None:
+    engine = ScriptedEngine(REPLY)
+    app = R1ChatApp(engine=engine)
+    async with app.run_test(size=WIDE) as pilot:
+        burst(app, "abd", "left", "backspace")
+        burst(app, "xc", "end", "ctrl+j")
+        burst(app, "e", "enter")
+        await wait_until(lambda: engine.requests and idle(app), pilot)
+        assert engine.requests[0][-1].content == "axcd\ne"
+
+
+async def test_end_follows_the_reply_from_an_empty_prompt_and_ends_the_line_otherwise() -> None:
+    app = R1ChatApp(engine=ScriptedEngine(REPLY))
+    async with app.run_test(size=WIDE) as pilot:
+        app.chat.anchor(False)
+        await pilot.press("end")
+        assert app.chat.is_anchored
+        app.chat.anchor(False)
+        await pilot.press(*"abc", "home", "end", "d")
+        assert app.prompt.text == "abcd" and not app.chat.is_anchored

@@ -8,11 +8,12 @@ import pytest
 from textual.widgets import Input
 from tui_support import ANSWER, REPLY, THINKING, GatedEngine, wait_until
 
+from r1chat.commands.chat import run_app
 from r1chat.errors import R1ChatError
 from r1chat.history import HistoryStore, title_from
 from r1chat.prompts import ChatMessage
 from r1chat.scripted import ScriptedEngine
-from r1chat.tui.app import R1ChatApp, run_app
+from r1chat.tui.app import R1ChatApp
 from r1chat.tui.dialogs import ConfirmScreen, TextPromptScreen
 from r1chat.tui.widgets.message import ThinkingText, TurnView
 
@@ -26,7 +27,7 @@ def store(tmp_path: Path) -> HistoryStore:
 
 
 def idle(app: R1ChatApp) -> bool:
-    return app.generation is None
+    return not app.chat.busy
 
 
 async def ask(pilot, app: R1ChatApp, question: str) -> None:  # type: ignore[no-untyped-def]
@@ -46,13 +47,16 @@ def saved(store: HistoryStore, thinking: str, answer: str, *questions: str) -> i
 
 
 def titles(app: R1ChatApp) -> list[str]:
-    lst = app.sidebar.list
-    return [lst.get_option_at_index(i).prompt.plain  # type: ignore[union-attr]
-            for i in range(lst.option_count)]
+    lst = app.sidebar.conversations
+    return [
+        lst.get_option_at_index(i).prompt.plain  # type: ignore[union-attr]
+        for i in range(lst.option_count)
+    ]
 
 
 async def test_the_question_is_committed_before_the_reply_and_the_reply_after(
-        store: HistoryStore) -> None:
+    store: HistoryStore,
+) -> None:
     engine = GatedEngine(REPLY, pause_after=10)
     app = R1ChatApp(engine=engine, store=store)
     async with app.run_test(size=WIDE) as pilot:
@@ -63,7 +67,8 @@ async def test_the_question_is_committed_before_the_reply_and_the_reply_after(
             [conv] = other.list_conversations()
             assert conv.title == "Sum of 1 to 10?"
             assert [(m.role, m.content) for m in other.messages(conv.id)] == [
-                ("user", "Sum of 1 to 10?\nShow the steps.")]
+                ("user", "Sum of 1 to 10?\nShow the steps.")
+            ]
         engine.gate.set()
         await wait_until(lambda: idle(app), pilot)
     reply = store.messages(conv.id)[-1]
@@ -93,23 +98,24 @@ async def test_a_second_turn_goes_into_the_same_conversation(store: HistoryStore
         await ask(pilot, app, "first")
         await wait_until(lambda: idle(app), pilot)
         await ask(pilot, app, "second")
-        await wait_until(lambda: idle(app) and len(app.turns) == 2, pilot)
+        await wait_until(lambda: idle(app) and len(app.chat.conversation.exchanges) == 2, pilot)
         await pilot.press("ctrl+n")
         await ask(pilot, app, "third")
-        await wait_until(lambda: idle(app) and len(app.turns) == 1, pilot)
+        await wait_until(lambda: idle(app) and len(app.chat.conversation.exchanges) == 1, pilot)
     convs = store.list_conversations()
     assert [(c.title, c.messages) for c in convs] == [("third", 2), ("first", 4)]
 
 
 async def test_opening_from_the_sidebar_continues_without_earlier_thinking(
-        store: HistoryStore) -> None:
+    store: HistoryStore,
+) -> None:
     cid = saved(store, "old thinking", "old answer", "old question")
     saved(store, "x", "y", "another chat")
     engine = ScriptedEngine(REPLY)
     app = R1ChatApp(engine=engine, store=store)
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("ctrl+s")
-        assert app.sidebar.is_open and app.focused is app.sidebar.list
+        assert app.sidebar.is_open and app.focused is app.sidebar.conversations
         assert titles(app) == ["another chat", "old question"]
         await pilot.press("down", "enter")
         await wait_until(lambda: app.conversation_id == cid and app.query(TurnView), pilot)
@@ -119,11 +125,17 @@ async def test_opening_from_the_sidebar_continues_without_earlier_thinking(
         assert app.focused is app.prompt
         await ask(pilot, app, "new question")
         await wait_until(lambda: idle(app), pilot)
-    assert engine.requests[0] == [ChatMessage("user", "old question"),
-                                  ChatMessage("assistant", "old answer"),
-                                  ChatMessage("user", "new question")]
+    assert engine.requests[0] == [
+        ChatMessage("user", "old question"),
+        ChatMessage("assistant", "old answer"),
+        ChatMessage("user", "new question"),
+    ]
     assert [m.content for m in store.messages(cid)] == [
-        "old question", "old answer", "new question", ANSWER]
+        "old question",
+        "old answer",
+        "new question",
+        ANSWER,
+    ]
 
 
 async def test_delete_asks_first_and_cancel_keeps_it(store: HistoryStore) -> None:
@@ -155,7 +167,7 @@ async def test_deleting_the_open_conversation_starts_a_new_chat(store: HistorySt
         await wait_until(lambda: isinstance(app.screen, ConfirmScreen), pilot)
         await pilot.press("y")
         await wait_until(lambda: app.conversation_id is None and not app.query(TurnView), pilot)
-        assert app.turns == []
+        assert app.chat.conversation.exchanges == []
     assert store.list_conversations() == []
 
 
@@ -167,8 +179,9 @@ async def test_search_filters_the_list(store: HistoryStore) -> None:
         await pilot.press("ctrl+s")
         app.sidebar.search_box.focus()
         await pilot.press(*"nile")
-        await wait_until(lambda: [t.split("\n")[0] for t in titles(app)] == ["longest river"],
-                         pilot)
+        await wait_until(
+            lambda: [t.split("\n")[0] for t in titles(app)] == ["longest river"], pilot
+        )
         assert "Nile" in titles(app)[0]
         await pilot.press(*"zzz")
         await wait_until(lambda: titles(app) == ["No matches"], pilot)
@@ -223,8 +236,7 @@ async def test_continue_opens_the_latest(store: HistoryStore) -> None:
         assert app.query(TurnView).first().question == "latest"
 
 
-async def test_resume_of_an_unknown_id_is_shown_and_the_chat_goes_on(
-        store: HistoryStore) -> None:
+async def test_resume_of_an_unknown_id_is_shown_and_the_chat_goes_on(store: HistoryStore) -> None:
     app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store, resume=99)
     async with app.run_test(size=WIDE) as pilot:
         await pilot.pause()
@@ -252,14 +264,13 @@ async def test_a_corrupt_history_is_reported_and_left_alone(tmp_path: Path) -> N
         assert "not an SQLite database" in str(note.content)  # type: ignore[attr-defined]
         await ask(pilot, app, "still works?")
         await wait_until(lambda: idle(app), pilot)
-        assert app.turns == [("still works?", ANSWER)]
+        assert app.chat.conversation.exchanges == [("still works?", ANSWER)]
         await pilot.press("ctrl+s")
         assert titles(app) == ["History is off"]
     assert bad.read_bytes() == before
 
 
-async def test_the_default_store_lives_under_r1chat_home(
-        _private_history: Path) -> None:
+async def test_the_default_store_lives_under_r1chat_home(_private_history: Path) -> None:
     app = R1ChatApp(engine=ScriptedEngine(REPLY))
     async with app.run_test(size=WIDE) as pilot:
         await ask(pilot, app, "where am I saved?")
@@ -285,3 +296,36 @@ async def test_quitting_mid_reply_saves_what_came_as_stopped(store: HistoryStore
     reply = store.messages(cid)[-1]
     assert reply.stopped
     assert reply.thinking and THINKING.startswith(reply.thinking)
+
+
+async def test_live_and_reloaded_conversations_send_the_model_the_same_text(
+    store: HistoryStore,
+) -> None:
+    # Stored as written, sanitised only on screen: the model's next prompt cannot depend on
+    # whether the conversation was reloaded in between (nor would a KV-cache prefix).
+    answer = "Red \x1b[31mhere\x1b[0m and a title \x1b]0;pwned\x07 trick."
+    reply = f"Thinking.\n</think>\n\n{answer}"
+    question = "first \x1b[1mbold\x1b[0m question"
+    live = ScriptedEngine(reply)
+    app = R1ChatApp(engine=live, store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await ask(pilot, app, question)
+        await wait_until(lambda: idle(app), pilot)
+        view = app.query(TurnView).last()
+        assert view.answer == "Red here and a title  trick."  # what the screen shows
+        assert "\x1b" not in str(view.query_one(".question").content)  # type: ignore[attr-defined]
+        await ask(pilot, app, "second")
+        await wait_until(lambda: idle(app) and len(live.requests) == 2, pilot)
+        cid = app.conversation_id
+    reloaded = ScriptedEngine(reply)
+    app = R1ChatApp(engine=reloaded, store=store, resume=cid)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_until(lambda: app.query(TurnView), pilot)
+        assert "\x1b" not in app.query(TurnView).first().answer
+        # The reloaded conversation holds both turns; ask the second question again from the
+        # state after the first by dropping the last exchange.
+        app.chat.conversation.exchanges.pop()
+        await ask(pilot, app, "second")
+        await wait_until(lambda: idle(app) and reloaded.requests, pilot)
+    assert reloaded.requests[0] == live.requests[1]
+    assert live.requests[1][:2] == [ChatMessage("user", question), ChatMessage("assistant", answer)]

@@ -14,27 +14,34 @@ from r1chat.tui.widgets.answer import AnswerView
 from r1chat.tui.widgets.message import ThinkingText, TurnView
 
 
-async def test_real_model_streams_exact_thinking_and_answer(scripted_model: Path,
-                                                           r1home: Path) -> None:
-    from r1chat.cli import load_engine
+async def test_real_model_streams_exact_thinking_and_answer(
+    scripted_model: Path, r1home: Path
+) -> None:
+    from r1chat.loading import load_engine
 
     settings = Settings(model=str(scripted_model), ctx=512, thinking="open", seed=1)
-    app = R1ChatApp(settings, engine_factory=lambda: load_engine(settings, quiet=True))
+    app = R1ChatApp(settings, engine_factory=lambda report: load_engine(settings))
     async with app.run_test(size=(130, 40)) as pilot:
         await pilot.press(*"What is 2+2?")  # typed while the model may still be loading
         await wait_until(lambda: app.engine is not None, pilot, timeout=60)
         assert "tiny-r1-scripted" in str(app.status.content)
         await pilot.press("enter")
-        await wait_until(lambda: app.turns, pilot, timeout=60)
+        await wait_until(
+            lambda: app.chat.conversation.exchanges and not app.chat.busy, pilot, timeout=60
+        )
         view = app.query_one(TurnView)
         assert view.query_one(ThinkingText).text.strip() == SCRIPT_THINKING.strip()
         assert view.query_one(AnswerView).source == SCRIPT_ANSWER
-        assert app.turns == [("What is 2+2?", SCRIPT_ANSWER)]
+        assert app.chat.conversation.exchanges == [("What is 2+2?", SCRIPT_ANSWER)]
         assert view.query_one(".boxed").content.plain == "4"  # type: ignore[attr-defined]
         assert str(view.pane.title).startswith("Thought for ")
         assert "ctx " in str(app.status.content) and "tok/s" in str(app.status.content)
         # A second turn on the same engine (KV cache reuse path) works too.
         await pilot.press(*"And 3+3?", "enter")
-        await wait_until(lambda: len(app.turns) == 2, pilot, timeout=60)
-        assert app.turns[1][1] == SCRIPT_ANSWER
+        await wait_until(
+            lambda: len(app.chat.conversation.exchanges) == 2 and not app.chat.busy,
+            pilot,
+            timeout=60,
+        )
+        assert app.chat.conversation.exchanges[1][1] == SCRIPT_ANSWER
     app.engine.close()  # type: ignore[union-attr]

@@ -21,8 +21,16 @@ QUESTION = "What is the sum of the first 10 positive integers?"
 
 def _as_7b(engine: ScriptedEngine | GatedEngine) -> None:
     """Show what the status line says for the real model on a GPU."""
-    info = ModelInfo(name="r1-7b", path="(scripted)", backend="CUDA", n_gpu_layers=29,
-                     n_layers=28, n_ctx=32768, n_ctx_train=131072, thinks=True)
+    info = ModelInfo(
+        name="r1-7b",
+        path="(scripted)",
+        backend="CUDA",
+        n_gpu_layers=29,
+        n_layers=28,
+        n_ctx=32768,
+        n_ctx_train=131072,
+        thinks=True,
+    )
     engine.info = info
     if isinstance(engine, GatedEngine):
         engine.inner.info = info
@@ -44,7 +52,7 @@ def _footer_shows(app: R1ChatApp, description: str) -> bool:
 async def _finish(pilot: Pilot[None]) -> None:
     app = pilot.app
     assert isinstance(app, R1ChatApp)
-    await wait_until(lambda: app.generation is None and app.turns, pilot)
+    await wait_until(lambda: not app.chat.busy and app.chat.conversation.exchanges, pilot)
     # The footer recomposes its keys on its own schedule: wait until Stop has gone from it.
     await wait_until(lambda: not _footer_shows(app, "Stop"), pilot)
     # Speeds come from the wall clock: pin them.

@@ -6,8 +6,9 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 
-from r1chat.engine import Event, SamplingParams
+from r1chat.engine import Event, Token
 from r1chat.prompts import ChatMessage
+from r1chat.sampling import SamplingParams
 from r1chat.scripted import ScriptedEngine
 
 # R1-like text: thinking, then a Markdown answer with a code block and a boxed result.
@@ -44,10 +45,19 @@ class GatedEngine:
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return self.inner.count_tokens(messages)
 
-    def stream(self, messages: list[ChatMessage], params: SamplingParams,
-               cancel: threading.Event | None = None) -> Iterator[Event]:
-        for n, ev in enumerate(self.inner.stream(messages, params, cancel)):
-            if n == self.pause_after:
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        n = 0
+        for ev in self.inner.stream(messages, params, cancel):
+            if not isinstance(ev, Token):
+                yield ev
+                continue
+            n += 1
+            if n - 1 == self.pause_after:
                 self.paused.set()
                 while not self.gate.wait(0.02):
                     if cancel is not None and cancel.is_set():

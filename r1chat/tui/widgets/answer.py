@@ -22,8 +22,7 @@ from textual.strip import Strip
 from textual.visual import Visual
 from textual.widget import Widget
 
-from r1chat.markdown import block_starts, code_fence
-from r1chat.markdown import markdown_lines as rich_markdown_lines
+from r1chat.markdown import block_starts, code_fence, markdown_lines
 
 # Blocks per sealed part: a 4,000-token answer is a few dozen widgets.
 BLOCKS_PER_PART = 12
@@ -66,13 +65,20 @@ def fence_runs(block: str) -> list[str] | None:
     return [f"{marker}{info}\n" + "\n".join(run) + f"\n{marker}\n" for run in runs]
 
 
-def markdown_lines(source: str, width: int, dark: bool = True) -> list[Content]:
-    """`source` as Rich renders it at `width` cells: one Content per line."""
-    console = Console(width=width, file=io.StringIO(), color_system="truecolor",
-                      force_terminal=True, legacy_windows=False, markup=False, emoji=False,
-                      highlight=False)
+def content_lines(source: str, width: int, dark: bool = True) -> list[Content]:
+    """`source` as Rich renders it at `width` cells: one Textual Content per line."""
+    console = Console(
+        width=width,
+        file=io.StringIO(),
+        color_system="truecolor",
+        force_terminal=True,
+        legacy_windows=False,
+        markup=False,
+        emoji=False,
+        highlight=False,
+    )
     out = []
-    for line in rich_markdown_lines(console, source, "monokai" if dark else "default"):
+    for line in markdown_lines(console, source, "monokai" if dark else "default"):
         text = Text(end="")
         for segment in line:
             if not segment.control:
@@ -89,8 +95,7 @@ class BlockRenders:
         self._key: tuple[int, bool] | None = None
         self._blocks: dict[str, list[Content]] = {}
 
-    def render(self, source: str, width: int, dark: bool, *,
-               last_final: bool) -> list[Content]:
+    def render(self, source: str, width: int, dark: bool, *, last_final: bool) -> list[Content]:
         if (width, dark) != self._key:
             self._key = (width, dark)
             self._blocks = {}
@@ -106,14 +111,15 @@ class BlockRenders:
                 out.extend(lines)
         return out
 
-    def _block(self, block: str, width: int, dark: bool, *, final: bool,
-               split: bool = True) -> list[Content]:
+    def _block(
+        self, block: str, width: int, dark: bool, *, final: bool, split: bool = True
+    ) -> list[Content]:
         lines = self._blocks.get(block)
         if lines is not None:
             return lines
         runs = fence_runs(block) if split else None
         if runs is None:
-            lines = markdown_lines(block, width, dark)
+            lines = content_lines(block, width, dark)
             # A live part's last block is still growing: each version would be kept.
             if final:
                 self._blocks[block] = lines
@@ -122,9 +128,10 @@ class BlockRenders:
             # run's top row and the last run's bottom row only.
             lines = []
             for i, run in enumerate(runs):
-                rendered = self._block(run, width, dark, final=final or i < len(runs) - 1,
-                                       split=False)
-                lines.extend(rendered[(1 if i else 0):(None if i == len(runs) - 1 else -1)])
+                rendered = self._block(
+                    run, width, dark, final=final or i < len(runs) - 1, split=False
+                )
+                lines.extend(rendered[(1 if i else 0) : (None if i == len(runs) - 1 else -1)])
         return lines
 
 
@@ -147,8 +154,14 @@ class MarkdownPart(Widget):
 
     ALLOW_SELECT = True
 
-    def __init__(self, source: str = "", *, sealed: bool = False, final: bool = False,
-                 renders: BlockRenders | None = None) -> None:
+    def __init__(
+        self,
+        source: str = "",
+        *,
+        sealed: bool = False,
+        final: bool = False,
+        renders: BlockRenders | None = None,
+    ) -> None:
         super().__init__(classes="-sealed" if sealed else "")
         self.source = source
         self.final = sealed or final  # no more text will come
@@ -172,8 +185,11 @@ class MarkdownPart(Widget):
         """The rendered lines at `width` cells."""
         key = (width, self.app.current_theme.dark)
         if self._lines is None or self._lines[0] != key:
-            lines = self._renders.render(self.source, width, key[1],
-                                         last_final=self.final) if width > 0 else []
+            lines = (
+                self._renders.render(self.source, width, key[1], last_final=self.final)
+                if width > 0
+                else []
+            )
             self._lines = (key, lines)
             self._strips = (None, [])
         return self._lines[1]
@@ -234,10 +250,10 @@ class AnswerView(Vertical):
     async def append(self, text: str) -> None:
         self.source += text
         self.set_class(not self.source.strip(), "-empty")
-        live_text = self.source[self._live_start:]
+        live_text = self.source[self._live_start :]
         live = self._live()
         # Only whole lines decide where blocks begin: "1" may yet become "10. item".
-        starts = block_starts(live_text[:live_text.rfind("\n") + 1])
+        starts = block_starts(live_text[: live_text.rfind("\n") + 1])
         if len(starts) <= BLOCKS_PER_PART:
             live.set_source(live_text)
             return
@@ -247,7 +263,7 @@ class AnswerView(Vertical):
         live.set_source(live_text[:cut])
         live.seal()
         self._live_start += cut
-        await self.mount(MarkdownPart(self.source[self._live_start:], renders=self._renders))
+        await self.mount(MarkdownPart(self.source[self._live_start :], renders=self._renders))
 
     def finish(self) -> None:
         """No more text will come: the last part's blocks may be kept like the others."""
@@ -261,7 +277,9 @@ class AnswerView(Vertical):
         starts = block_starts(source)
         cuts = [0, *starts[BLOCKS_PER_PART::BLOCKS_PER_PART]]
         self._live_start = cuts[-1]
-        parts = [MarkdownPart(source[a:b], sealed=True, renders=self._renders)
-                 for a, b in pairwise(cuts)]
-        await self.mount_all([*parts, MarkdownPart(source[self._live_start:], final=True,
-                                                   renders=self._renders)])
+        parts = [
+            MarkdownPart(source[a:b], sealed=True, renders=self._renders) for a, b in pairwise(cuts)
+        ]
+        await self.mount_all(
+            [*parts, MarkdownPart(source[self._live_start :], final=True, renders=self._renders)]
+        )

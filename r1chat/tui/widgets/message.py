@@ -7,6 +7,7 @@ from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.widgets import Collapsible, Static, TextArea
 
+from r1chat.sanitize import sanitize
 from r1chat.tui.widgets.answer import AnswerView
 
 
@@ -14,8 +15,15 @@ class ThinkingText(TextArea):
     """The thinking body: a read-only TextArea, the cheapest widget that wraps (FINDINGS)."""
 
     def __init__(self) -> None:
-        super().__init__("", read_only=True, soft_wrap=True, show_cursor=False,
-                         highlight_cursor_line=False, compact=True, classes="thinking-text")
+        super().__init__(
+            "",
+            read_only=True,
+            soft_wrap=True,
+            show_cursor=False,
+            highlight_cursor_line=False,
+            compact=True,
+            classes="thinking-text",
+        )
 
     def append(self, text: str) -> None:
         follow = self.scroll_y >= self.max_scroll_y
@@ -36,7 +44,10 @@ class ThinkingPane(Collapsible):
 
 
 class TurnView(Vertical):
-    """A question and the model's reply to it, streamed in by the app."""
+    """A question and the model's reply to it, streamed in (or shown from the history).
+
+    The question is kept as the user wrote it and sanitised only where it is drawn.
+    """
 
     def __init__(self, question: str, *, folded: bool, thinks: bool = True) -> None:
         super().__init__(classes="turn")
@@ -49,10 +60,11 @@ class TurnView(Vertical):
         self.set_class(not thinks, "-no-thinking")
 
     def compose(self) -> ComposeResult:
-        yield Static(Content(self.question), classes="question", markup=False)
+        yield Static(Content(sanitize(self.question)), classes="question", markup=False)
         with Container(classes="turn-body"):
-            with ThinkingPane(title="Thinking…", collapsed=self._folded_at_start,
-                              classes="thinking") as pane:
+            with ThinkingPane(
+                title="Thinking…", collapsed=self._folded_at_start, classes="thinking"
+            ) as pane:
                 pane.display = self._thinks
                 yield ThinkingText()
             yield AnswerView(classes="answer")

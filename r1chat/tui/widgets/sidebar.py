@@ -1,14 +1,17 @@
-"""The history sidebar: a search box over a list of conversations, newest first.
+"""The history sidebar: a search box over the saved conversations, newest first, where they can
+be opened, renamed and deleted.
 
-It knows nothing of the store: the app hands it rows (`show`) and answers its messages (open,
-rename, delete, search). Titles and snippets are user and model text, so they become `Content`,
-never markup, and are sanitised.
+It reads and edits the store itself; the app hears which conversation to open (`Open`), which
+one the user wants deleted (`DeleteAsked`: the app knows whether a reply is running in it) and
+which was deleted (`Deleted`). Titles and snippets are user and model text, so they become
+`Content`, never markup, and are sanitised.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -19,7 +22,16 @@ from textual.message import Message
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
+from r1chat.errors import R1ChatError
 from r1chat.sanitize import sanitize
+from r1chat.tui.dialogs import ConfirmScreen, TextPromptScreen
+
+if TYPE_CHECKING:
+    from r1chat.history import HistoryStore
+
+T = TypeVar("T")
+LIST_LIMIT = 500
+SEARCH_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -60,12 +72,12 @@ class ConversationList(OptionList):
     def action_rename(self) -> None:
         cid = self.highlighted_id()
         if cid is not None:
-            self.post_message(Sidebar.Rename(cid))
+            self.post_message(Sidebar.RenameAsked(cid))
 
     def action_delete(self) -> None:
         cid = self.highlighted_id()
         if cid is not None:
-            self.post_message(Sidebar.Delete(cid))
+            self.post_message(Sidebar.DeleteAsked(cid))
 
 
 class Sidebar(Vertical):
@@ -76,35 +88,34 @@ class Sidebar(Vertical):
     ]
 
     class Open(Message):
+        """Open this conversation (and continue it)."""
+
         def __init__(self, conversation_id: int) -> None:
             super().__init__()
             self.conversation_id = conversation_id
 
-    class Rename(Open):
+    class Deleted(Open):
+        """This conversation is gone from the history."""
+
+    class RenameAsked(Open):
         pass
 
-    class Delete(Open):
-        pass
-
-    class Search(Message):
-        def __init__(self, query: str) -> None:
-            super().__init__()
-            self.query = query
+    class DeleteAsked(Open):
+        """The user asked to delete it; `ask_delete` asks them to confirm."""
 
     class Closed(Message):
         pass
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.store: HistoryStore | None = None
+        self.current: int | None = None  # the conversation on screen, kept highlighted
+        self.search_box = Input(placeholder="Search history…", id="sidebar-search", compact=True)
+        self.conversations = ConversationList(id="sidebar-list", compact=True)
+
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="Search history…", id="sidebar-search", compact=True)
-        yield ConversationList(id="sidebar-list", compact=True)
-
-    @property
-    def search_box(self) -> Input:
-        return self.query_one("#sidebar-search", Input)
-
-    @property
-    def list(self) -> ConversationList:
-        return self.query_one(ConversationList)
+        yield self.search_box
+        yield self.conversations
 
     @property
     def is_open(self) -> bool:
@@ -117,33 +128,96 @@ class Sidebar(Vertical):
     def set_open(self, open_: bool) -> None:
         self.set_class(open_, "-open")
 
-    def show(self, rows: list[SidebarRow], current: int | None = None,
-             empty: str = "No conversations yet") -> None:
+    def _store_call(self, fn: Callable[[], T]) -> T | None:
+        """Run a store call; a failure is shown and the app goes on (None comes back)."""
+        try:
+            return fn()
+        except R1ChatError as e:
+            self.app.notify(f"History: {sanitize(str(e))}", severity="error", markup=False)
+            return None
+
+    def reload(self, current: int | None = None) -> None:
+        """Show the conversations again (or the search hits), `current` highlighted."""
+        self.current = current
+        store = self.store
+        if store is None:
+            self.show([], empty="History is off")
+            return
+        query = self.query_text
+        if not query:
+            convs = self._store_call(lambda: store.list_conversations(LIST_LIMIT)) or []
+            self.show([SidebarRow(c.id, c.title) for c in convs])
+            return
+        hits = self._store_call(lambda: store.search(query, SEARCH_LIMIT, mark=("", ""))) or []
+        rows: list[SidebarRow] = []
+        seen: set[int] = set()
+        for hit in hits:
+            if hit.conversation_id not in seen:
+                seen.add(hit.conversation_id)
+                rows.append(SidebarRow(hit.conversation_id, hit.title, hit.snippet))
+        self.show(rows, empty="No matches")
+
+    def show(self, rows: list[SidebarRow], empty: str = "No conversations yet") -> None:
         """Replace the list; keep the current conversation highlighted when it is there."""
-        lst = self.list
+        lst = self.conversations
         lst.clear_options()
         if not rows:
             lst.add_option(Option(Content(empty), disabled=True))
             return
         lst.add_options(Option(row_content(r), id=option_id(r.conversation_id)) for r in rows)
         ids = [r.conversation_id for r in rows]
-        lst.highlighted = ids.index(current) if current in ids else 0
+        lst.highlighted = ids.index(self.current) if self.current in ids else 0
 
-    @property
-    def ids(self) -> list[int]:
-        lst = self.list
-        return [int(o.id[1:]) for o in (lst.get_option_at_index(i)
-                                         for i in range(lst.option_count)) if o.id]
+    # --- renaming and deleting, after asking ---
+
+    def ask_rename(self, cid: int) -> None:
+        store = self.store
+        conv = self._store_call(lambda: store.get_conversation(cid)) if store else None
+        if store is None or conv is None:
+            return
+
+        def done(title: str | None) -> None:
+            if title is not None and title.strip():
+                self._store_call(lambda: store.rename(cid, title))
+                self.reload(self.current)
+
+        self.app.push_screen(
+            TextPromptScreen("Rename the conversation:", sanitize(conv.title)), done
+        )
+
+    def ask_delete(self, cid: int) -> None:
+        store = self.store
+        conv = self._store_call(lambda: store.get_conversation(cid)) if store else None
+        if store is None or conv is None:
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes and self._store_call(lambda: store.delete(cid)) is None:
+                self.post_message(self.Deleted(cid))
+                self.reload(None if cid == self.current else self.current)
+
+        title = sanitize(conv.title)
+        self.app.push_screen(
+            ConfirmScreen(f"Delete “{title}” ({conv.messages} messages)? This cannot be undone."),
+            done,
+        )
+
+    # --- events ---
+
+    @on(RenameAsked)
+    def _rename_asked(self, event: RenameAsked) -> None:
+        event.stop()
+        self.ask_rename(event.conversation_id)
 
     @on(Input.Changed, "#sidebar-search")
     def _search_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self.post_message(self.Search(event.value.strip()))
+        self.reload(self.current)
 
     @on(Input.Submitted, "#sidebar-search")
     def _search_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.list.focus()
+        self.conversations.focus()
 
     @on(OptionList.OptionSelected, "#sidebar-list")
     def _selected(self, event: OptionList.OptionSelected) -> None:

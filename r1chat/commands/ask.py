@@ -1,0 +1,217 @@
+"""`r1chat ask`: one question, answered on the terminal, in a pipe, or as JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from r1chat.commands.errors import user_errors
+from r1chat.commands.options import CtxOpt, GpuOpt, MaxTokOpt, ModelOpt, SeedOpt, TempOpt, TopPOpt
+from r1chat.errors import R1ChatError
+
+if TYPE_CHECKING:
+    from r1chat.config import Settings
+    from r1chat.conversation import Conversation
+    from r1chat.engine import Engine
+
+
+def ask(
+    question: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="The question; piped stdin is "
+            "attached as context (or is the question when none is given)"
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            "-p",
+            help="Wrap the question in the model card's template: math, code or logic",
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object: thinking, answer, boxed, finish_reason, model, stats",
+        ),
+    ] = False,
+    no_think: Annotated[bool, typer.Option("--no-think", help="Hide the thinking")] = False,
+    stats: Annotated[
+        bool, typer.Option("--stats", help="Print token counts and speed to stderr")
+    ] = False,
+    temperature: TempOpt = None,
+    top_p: TopPOpt = None,
+    max_tokens: MaxTokOpt = None,
+    ctx: CtxOpt = None,
+    gpu_layers: GpuOpt = None,
+    seed: SeedOpt = None,
+    no_save: Annotated[
+        bool, typer.Option("--no-save", help="Do not save this exchange in the history")
+    ] = False,
+    continue_: Annotated[
+        bool, typer.Option("--continue", "-c", help="Continue the latest conversation")
+    ] = False,
+    conversation: Annotated[
+        int | None,
+        typer.Option("--conversation", help="Continue conversation ID (see `r1chat history list`)"),
+    ] = None,
+) -> None:
+    """Ask one question and print the answer (`git diff | r1chat ask "review this"`)."""
+    with user_errors():
+        from r1chat.config import load_settings
+
+        settings = load_settings().with_flags(
+            model=model,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            ctx=ctx,
+            gpu_layers=gpu_layers,
+            seed=seed,
+        )
+        text = build_question(question, read_stdin(), preset)
+        # The history is opened before the model loads, so a bad database fails fast.
+        chat = open_conversation(save=not no_save, latest=continue_, conv_id=conversation)
+        engine = load_with_spinner(settings, quiet=json_out)
+        code = run_ask(
+            engine,
+            settings,
+            text,
+            json_out=json_out,
+            show_think=not no_think,
+            print_stats=stats,
+            chat=chat,
+        )
+    raise typer.Exit(code)
+
+
+def read_stdin() -> str | None:
+    """Piped input, or None when stdin is a terminal or absent."""
+    stream = sys.stdin
+    if stream is None:
+        return None
+    try:
+        if stream.isatty():
+            return None
+        data = stream.buffer.read()
+    except (OSError, ValueError, AttributeError):
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+def build_question(args: list[str] | None, piped: str | None, preset: str | None) -> str:
+    from r1chat.prompts import apply_preset, with_context
+
+    question = " ".join(args or []).strip()
+    if question:
+        question = with_context(question, piped)
+    elif piped is not None and piped.strip():
+        question = piped.strip()
+    if not question:
+        raise R1ChatError("empty question: pass it as an argument or on stdin", 2)
+    return apply_preset(question, preset)
+
+
+def open_conversation(*, save: bool, latest: bool, conv_id: int | None) -> Conversation:
+    """The conversation this `ask` continues and saves to (unsaved when neither is asked for)."""
+    from r1chat.conversation import Conversation
+
+    if latest and conv_id is not None:
+        raise R1ChatError("use either --continue or --conversation, not both", 2)
+    if not save and not latest and conv_id is None:
+        return Conversation()
+    from r1chat.history import HistoryStore
+
+    store = HistoryStore.open()
+    if latest:
+        conv_id = store.latest_conversation_id()
+        if conv_id is None:
+            raise R1ChatError("no conversation to continue: the history is empty", 2)
+    chat = Conversation.resume(store, conv_id) if conv_id is not None else Conversation(store)
+    if not save:
+        chat.store = None  # continue it, but keep this exchange out of the history
+    return chat
+
+
+def load_with_spinner(settings: Settings, *, quiet: bool) -> Engine:
+    """Load the engine; on a terminal with a spinner and notes on stderr, silent when `quiet`."""
+    from r1chat.loading import load_engine
+
+    if quiet or not sys.stderr.isatty():
+
+        def note(line: str) -> None:
+            if not quiet:
+                sys.stderr.write(f"r1chat: {line}\n")
+
+        return load_engine(settings, on_note=note)
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(stderr=True)
+    name = settings.model or "r1-7b"
+    with console.status(Text(f"Loading {name}…")):
+        return load_engine(settings, on_note=lambda line: console.print(Text(f"r1chat: {line}")))
+
+
+def run_ask(
+    engine: Engine,
+    settings: Settings,
+    question: str,
+    *,
+    json_out: bool,
+    show_think: bool,
+    print_stats: bool,
+    chat: Conversation | None = None,
+) -> int:
+    from r1chat.conversation import Conversation
+    from r1chat.render import make_renderer, stats_line
+    from r1chat.turn import Delta, TurnDone
+
+    cancel = threading.Event()
+    interrupted = False
+
+    def on_sigint(_sig: int, _frame: Any) -> None:
+        nonlocal interrupted
+        if interrupted:  # a second Ctrl+C: stop waiting
+            raise KeyboardInterrupt
+        interrupted = True
+        cancel.set()
+
+    chat = chat or Conversation()
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    renderer = make_renderer(json_out=json_out, show_think=show_think)
+    result = None
+    events = chat.ask(engine, question, settings.sampling_params(), cancel)
+    try:
+        for ev in events:
+            if isinstance(ev, Delta):
+                (renderer.think if ev.kind == "think" else renderer.answer)(ev.text)
+            elif isinstance(ev, TurnDone):
+                result = ev.result
+        assert result is not None
+        renderer.finish(result)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly, without Python's complaint at exit.
+        # Closing the stream saves what came, as stopped.
+        cancel.set()
+        events.close()
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if print_stats:
+        sys.stderr.write(stats_line(result) + "\n")
+    return 130 if interrupted else 0

@@ -1,0 +1,115 @@
+"""`r1chat` with no command: the chat app (the TUI). Its options are the root command's."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from r1chat.commands.errors import user_errors
+from r1chat.commands.options import CtxOpt, GpuOpt, MaxTokOpt, ModelOpt, SeedOpt, TempOpt, TopPOpt
+from r1chat.errors import R1ChatError
+
+if TYPE_CHECKING:
+    from r1chat.config import Settings
+    from r1chat.history import HistoryStore
+
+
+def _version(value: bool) -> None:
+    if value:
+        from r1chat import __version__
+
+        print(f"r1chat {__version__}")
+        raise typer.Exit()
+
+
+def chat(
+    ctx: typer.Context,
+    model: ModelOpt = None,
+    resume: Annotated[
+        int | None,
+        typer.Option("--resume", help="Open conversation ID (see `r1chat history list`)"),
+    ] = None,
+    continue_: Annotated[
+        bool, typer.Option("--continue", "-c", help="Open the latest conversation")
+    ] = False,
+    temperature: TempOpt = None,
+    top_p: TopPOpt = None,
+    max_tokens: MaxTokOpt = None,
+    ctx_size: CtxOpt = None,
+    gpu_layers: GpuOpt = None,
+    seed: SeedOpt = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Start the chat (the TUI) when no command is given."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with user_errors():
+        from r1chat.config import load_settings
+
+        if resume is not None and continue_:
+            raise R1ChatError("use either --resume or --continue, not both", 2)
+        settings = load_settings().with_flags(
+            model=model,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            ctx=ctx_size,
+            gpu_layers=gpu_layers,
+            seed=seed,
+        )
+        run_app(settings, resume=resume, continue_latest=continue_)
+
+
+def run_app(settings: Settings, resume: int | None = None, continue_latest: bool = False) -> None:
+    """Show the app at once; the model loads in a worker thread meanwhile.
+
+    Resuming needs the history: a store that cannot be opened, or an unknown id, raises
+    R1ChatError before the app starts. Otherwise a store error is shown in the app.
+    """
+    from r1chat.history import HistoryStore
+    from r1chat.loading import load_engine
+    from r1chat.tui.app import R1ChatApp
+
+    store: HistoryStore | None = None
+    error: R1ChatError | None = None
+    try:
+        store = HistoryStore.open()
+    except R1ChatError as e:
+        if resume is not None or continue_latest:
+            raise
+        error = e
+    if store is not None and resume is not None:
+        try:
+            store.get_conversation(resume)
+        except R1ChatError:
+            store.close()
+            raise
+
+    def failed() -> HistoryStore:
+        assert error is not None
+        raise error
+
+    app = R1ChatApp(
+        settings,
+        engine_factory=lambda report: load_engine(
+            settings, on_download=report.download, on_note=report.note
+        ),
+        store=store,
+        open_store=failed,
+        resume=resume,
+        continue_latest=continue_latest,
+    )
+    try:
+        app.run()
+    finally:
+        app.chat.abandon()
+        if app.engine is not None:
+            app.engine.close()
+        if store is not None:
+            store.close()

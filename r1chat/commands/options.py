@@ -1,0 +1,55 @@
+"""Options shared by the chat, `ask` and `bench`, with bounds from r1chat.sampling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from r1chat.sampling import SamplingParams, limit
+
+_D = SamplingParams()
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="GGUF file path, alias (r1-7b, r1-1.5b, …) or REPO:FILE.gguf; default "
+        "r1-7b [env R1CHAT_MODEL]",
+    ),
+]
+TempOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--temperature",
+        "-t",
+        help=f"Sampling temperature (model card: {_D.temperature})",
+        **limit("temperature"),
+    ),
+]
+TopPOpt = Annotated[
+    float | None, typer.Option("--top-p", help=f"Nucleus sampling ({_D.top_p})", **limit("top_p"))
+]
+MaxTokOpt = Annotated[
+    int | None,
+    typer.Option("--max-tokens", help=f"Most new tokens ({_D.max_tokens})", **limit("max_tokens")),
+]
+CtxOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--ctx", help="Context size in tokens (32768 with a GPU, 8192 without)", **limit("ctx")
+    ),
+]
+GpuOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--gpu-layers",
+        help="Layers to offload (default: all when the build supports a GPU)",
+        **limit("gpu_layers"),
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", help="Fixed seed (default: fresh per request)", **limit("seed")),
+]

@@ -1,0 +1,127 @@
+"""A conversation being continued: its earlier exchanges, where it is saved, and the next turn.
+
+`ask` and the TUI both run turns through `Conversation.ask`, which is the one place that saves:
+the question once the engine has accepted it (a question the model never saw is never saved),
+the reply when the turn ends, however it ends (finished, stopped, cut off, or abandoned by its
+reader), so a crash loses at most the reply in progress.
+
+What is stored is what the user and the model wrote, unsanitised; display code sanitises. So a
+conversation continued live and one reloaded from the history send the model the same text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING
+
+from r1chat.errors import R1ChatError
+from r1chat.prompts import ChatMessage, history_messages
+from r1chat.sampling import SamplingParams
+from r1chat.turn import TurnDone, TurnEvent, TurnResult, TurnStarted, run_turn
+
+if TYPE_CHECKING:
+    from r1chat.engine import Engine
+    from r1chat.history import HistoryStore
+
+SaveErrorHandler = Callable[[R1ChatError], None]
+
+
+class Conversation:
+    """Earlier (question, answer) exchanges and, when `store` is given, where they are saved.
+
+    `on_save_error` hears a failed save and the turn goes on (the TUI shows it); without it the
+    error propagates (`ask` exits with it).
+    """
+
+    def __init__(
+        self,
+        store: HistoryStore | None = None,
+        conversation_id: int | None = None,
+        exchanges: list[tuple[str, str]] | None = None,
+        *,
+        on_save_error: SaveErrorHandler | None = None,
+    ) -> None:
+        self.store = store
+        self.id = conversation_id
+        self.exchanges: list[tuple[str, str]] = list(exchanges or [])
+        self.on_save_error = on_save_error
+        self._lock = threading.Lock()
+
+    @classmethod
+    def resume(
+        cls,
+        store: HistoryStore,
+        conversation_id: int,
+        *,
+        on_save_error: SaveErrorHandler | None = None,
+    ) -> Conversation:
+        """A saved conversation, to be continued (R1ChatError when there is no such one)."""
+        return cls(
+            store, conversation_id, store.turns(conversation_id), on_save_error=on_save_error
+        )
+
+    def history(self) -> list[ChatMessage]:
+        """The earlier turns as the model sees them: answers without their thinking."""
+        return history_messages(self.exchanges)
+
+    def ask(
+        self,
+        engine: Engine,
+        question: str,
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> Generator[TurnEvent, None, None]:
+        """Stream the reply to `question`, saving the question and the reply as they happen."""
+        turn = run_turn(engine, self.history(), question, params, cancel)
+        finished = False
+        try:
+            for ev in turn:
+                if isinstance(ev, TurnStarted):
+                    self._save(lambda: self._save_question(question, engine.info.name))
+                elif isinstance(ev, TurnDone):
+                    finished = True
+                    self._end(ev.result)
+                yield ev
+        except BaseException:
+            # The reader went away (a closed pipe, a quitting app) or the engine failed: keep
+            # what came. The error that got us here matters more than a failed save.
+            if turn.started and not finished:
+                with contextlib.suppress(R1ChatError):
+                    self._end(turn.partial())
+            raise
+
+    def _end(self, result: TurnResult) -> None:
+        self.exchanges.append((result.question, result.answer))
+        self._save(lambda: self._save_reply(result))
+
+    def _save(self, write: Callable[[], None]) -> None:
+        if self.store is None:
+            return
+        try:
+            with self._lock:
+                write()
+        except R1ChatError as e:
+            if self.on_save_error is None:
+                raise
+            self.on_save_error(e)
+
+    def _save_question(self, question: str, model: str) -> None:
+        from r1chat.history import title_from
+
+        assert self.store is not None
+        if self.id is None:
+            self.id = self.store.new_conversation(title_from(question), model)
+        self.store.add_user_message(self.id, question)
+
+    def _save_reply(self, result: TurnResult) -> None:
+        assert self.store is not None
+        if self.id is not None:
+            self.store.add_assistant_message(
+                self.id,
+                result.answer,
+                result.thinking,
+                result.stats.to_dict(),
+                result.finish_reason,
+            )

@@ -1,0 +1,41 @@
+"""How a reply is sampled: the defaults and the allowed ranges, in one place.
+
+The settings, the config file's checks, the command-line options and the engines all read these,
+so a default or a bound is changed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    # The model card's recommendation: 0.6 (0.5-0.7) and top-p 0.95.
+    temperature: float = 0.6
+    top_p: float = 0.95
+    # A top-k cut before top-p keeps sampling cheap at a 152k vocabulary (~15 ms/token without).
+    top_k: int = 40
+    max_tokens: int = 4096
+    seed: int | None = None
+    # Benchmarks decode a fixed number of tokens whatever the model says, as llama-bench does.
+    ignore_eos: bool = False
+
+
+# Inclusive bounds of each setting that has them; None is open.
+LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "temperature": (0.0, 5.0),
+    "top_p": (0.0, 1.0),
+    "top_k": (0, None),
+    "max_tokens": (1, None),
+    "seed": (0, None),
+    "ctx": (64, None),
+    "gpu_layers": (0, None),
+    "threads": (1, None),
+}
+
+
+def limit(key: str) -> dict[str, float | None]:
+    """`LIMITS[key]` as Typer's `min=`/`max=` keyword arguments."""
+    lo, hi = LIMITS[key]
+    return {"min": lo, "max": hi}

@@ -1,0 +1,330 @@
+"""The conversation on screen: its turns, the reply streaming in, and the conversation behind it.
+
+Data path: `ask(question)` → a thread worker runs `Conversation.ask` (which saves the question
+and the reply) and pushes its Deltas into a TurnBuffer → timer events, paced by a FramePacer,
+drain the buffer into the turn's TurnView → the worker posts TurnStarted, then TurnFinished or
+TurnFailed, which this widget handles first and then bubble up to the app.
+
+The engine is driven by one thread at a time: a turn starts only once the previous turn's thread
+has finished with it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from textual import events, work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.timer import Timer
+from textual.widgets import Static
+
+from r1chat.conversation import Conversation
+from r1chat.endings import finish_note
+from r1chat.errors import R1ChatError
+from r1chat.reasoning import extract_boxed
+from r1chat.sanitize import sanitize
+from r1chat.tui import messages
+from r1chat.tui.buffer import Chunk, TurnBuffer
+from r1chat.tui.pacing import FramePacer
+from r1chat.tui.text import saved_thinking_title, thinking_title
+from r1chat.tui.widgets.message import TurnView
+from r1chat.turn import Delta, TurnDone, TurnResult, TurnStarted
+
+if TYPE_CHECKING:
+    from r1chat.config import Settings
+    from r1chat.engine import Engine
+    from r1chat.history import HistoryStore, Message
+    from r1chat.sampling import SamplingParams
+
+WELCOME = (
+    "Ask a question below. The model's thinking streams into a pane beside the answer.\n"
+    "Enter sends · Ctrl+J adds a line · Esc stops · F2/F3/F4 presets · F1 help · Ctrl+P commands"
+)
+# A new pane title changes the title's width, which costs a layout pass: a few a second do.
+TITLE_INTERVAL_S = 0.25
+# How long quitting waits for a reply's thread to stop and save what came.
+STOP_WAIT_S = 5.0
+
+
+@dataclass
+class Generation:
+    """The turn being generated: where its text goes and how to stop it."""
+
+    view: TurnView
+    question: str
+    buffer: TurnBuffer
+    started_at: float
+    cancel: threading.Event = field(default_factory=threading.Event)
+    thread_done: threading.Event = field(default_factory=threading.Event)
+    prompt_tokens: int | None = None
+    answer_started: bool = False
+    title_at: float = 0.0  # perf_counter of the last title update
+
+
+class ChatView(VerticalScroll):
+    """The scrolling conversation. The app gives it an engine and a store; it does the rest."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        drain_hz: float = 20.0,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(id=id)
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.store: HistoryStore | None = None
+        self.conversation = Conversation()
+        self.generation: Generation | None = None
+        self._clock = clock
+        self._drain_hz = drain_hz
+        self._drain_timer: Timer | None = None
+        self.pacer = FramePacer(1 / drain_hz)
+        # Runs once the turn being stopped has finished (new chat, open another conversation).
+        self._after_turn: Callable[[], Awaitable[None]] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content(WELCOME), id="welcome", markup=False)
+
+    def on_mount(self) -> None:
+        # No callback: the timer posts events to this widget's queue, so a drain never runs in
+        # the middle of a message handler (a turn finishing, say).
+        self._drain_timer = self.set_interval(1 / self._drain_hz, name="drain", pause=True)
+
+    @property
+    def busy(self) -> bool:
+        return self.generation is not None
+
+    @property
+    def stopping(self) -> bool:
+        return self.generation is not None and self.generation.cancel.is_set()
+
+    # --- a turn ---
+
+    async def ask(self, question: str, params: SamplingParams) -> None:
+        """Start the reply to `question` (the caller checked that the engine is free)."""
+        assert self.engine is not None and self.generation is None
+        await self.query("#welcome").remove()
+        view = TurnView(
+            question, folded=self.settings.thinking == "folded", thinks=self.engine.info.thinks
+        )
+        await self.mount(view)  # composed before the first drain reaches it
+        self.anchor()
+        gen = Generation(view, question, TurnBuffer(self._clock), self._clock())
+        self.generation = gen
+        self._generate(self.engine, self.conversation, gen, params)
+        self.pacer.reset()
+        assert self._drain_timer is not None
+        self._drain_timer.resume()
+
+    def stop(self) -> None:
+        """Stop the reply at the next token; what came is kept (and saved)."""
+        if self.generation is not None:
+            self.generation.cancel.set()
+
+    async def when_idle(self, then: Callable[[], Awaitable[None]]) -> None:
+        """Run `then` now, or stop the reply and run it once the reply is saved."""
+        if self.generation is not None:
+            self.generation.cancel.set()
+            self._after_turn = then
+            return
+        await then()
+
+    def abandon(self) -> None:
+        """The app is closing: stop the reply and wait (briefly) until its thread has saved it."""
+        gen = self.generation
+        if gen is not None:
+            gen.cancel.set()
+            gen.thread_done.wait(STOP_WAIT_S)
+
+    @work(thread=True, group="generate")
+    def _generate(
+        self, engine: Engine, conversation: Conversation, gen: Generation, params: SamplingParams
+    ) -> None:
+        result: TurnResult | None = None
+        try:
+            for ev in conversation.ask(engine, gen.question, params, gen.cancel):
+                if isinstance(ev, Delta):
+                    gen.buffer.push(ev)
+                elif isinstance(ev, TurnStarted):
+                    self.post_message(messages.TurnStarted(ev.prompt_tokens, conversation.id))
+                elif isinstance(ev, TurnDone):
+                    result = ev.result
+            gen.buffer.close()
+            assert result is not None
+            self.post_message(messages.TurnFinished(result))
+        except BaseException as e:  # shown in the turn; the app goes on
+            gen.buffer.close()
+            self.post_message(messages.TurnFailed(e))
+        finally:
+            gen.thread_done.set()
+
+    def on_turn_started(self, event: messages.TurnStarted) -> None:
+        if self.generation is not None:
+            self.generation.prompt_tokens = event.prompt_tokens
+
+    async def on_turn_finished(self, event: messages.TurnFinished) -> None:
+        gen = self.generation
+        if gen is None:
+            return
+        chunk = gen.buffer.take()
+        await self._absorb(gen, chunk)
+        self._record(gen, chunk, event.result)
+        await self._end(gen)
+
+    async def on_turn_failed(self, event: messages.TurnFailed) -> None:
+        gen = self.generation
+        if gen is None:
+            return
+        chunk = gen.buffer.take()
+        await self._absorb(gen, chunk)
+        error = event.error
+        what = (
+            str(error) if isinstance(error, R1ChatError) else (f"{type(error).__name__}: {error}")
+        )
+        gen.view.end_stream()
+        gen.view.show_note(f"Error: {sanitize(what)}", error=True)
+        gen.view.set_title(
+            thinking_title("stopped", self._clock() - gen.started_at, chunk.think_tokens)
+        )
+        await self._end(gen)
+
+    async def _end(self, gen: Generation) -> None:
+        # The thread posts its last message just before it ends; wait for it, so the next turn
+        # never drives the engine while this one's thread still holds it.
+        gen.thread_done.wait(STOP_WAIT_S)
+        self.generation = None
+        if self._drain_timer is not None:
+            self._drain_timer.pause()
+        if self._after_turn is not None:
+            then, self._after_turn = self._after_turn, None
+            await then()
+
+    # --- streaming into the view ---
+
+    async def on_timer(self, event: events.Timer) -> None:
+        gen = self.generation
+        if event.timer is not self._drain_timer or gen is None:
+            return
+        if self.pacer.ready():
+            await self._absorb(gen, gen.buffer.take())
+
+    async def _absorb(self, gen: Generation, chunk: Chunk) -> None:
+        view = gen.view
+        if chunk.think:
+            view.append_thinking(chunk.think)
+        if chunk.answer:
+            if not gen.answer_started:
+                gen.answer_started = True
+                if self.settings.thinking == "auto" and not view.user_toggled:
+                    view.fold(True)
+            await view.append_answer(chunk.answer)
+        tick = time.perf_counter()
+        now = self._clock()
+        if tick - gen.title_at >= TITLE_INTERVAL_S:
+            gen.title_at = tick
+            state = "thinking" if not gen.answer_started else "done"
+            think_end = chunk.answer_at if chunk.answer_at is not None else now
+            view.set_title(thinking_title(state, think_end - gen.started_at, chunk.think_tokens))
+        n = chunk.think_tokens + chunk.answer_tokens
+        tok_s = ttft = None
+        if chunk.first_at is not None:
+            ttft = chunk.first_at - gen.started_at
+            if n > 1 and now > chunk.first_at:
+                tok_s = (n - 1) / (now - chunk.first_at)
+        self.post_message(messages.Meter(tok_s, ttft, (gen.prompt_tokens or 0) + n))
+
+    def _record(self, gen: Generation, chunk: Chunk, result: TurnResult) -> None:
+        view = gen.view
+        stats = result.stats
+        stopped = result.finish_reason == "cancelled"
+        view.end_stream()
+        think_end = chunk.answer_at if chunk.answer_at is not None else self._clock()
+        view.set_title(
+            thinking_title(
+                "stopped" if stopped and not gen.answer_started else "done",
+                think_end - gen.started_at,
+                stats.thinking_tokens,
+            )
+        )
+        if result.boxed:
+            view.show_boxed(sanitize(result.boxed))
+        note = finish_note(result.finish_reason, stats.completion_tokens)
+        if note is not None:
+            view.show_note(note)
+
+    # --- conversations ---
+
+    def _save_failed(self, error: R1ChatError) -> None:
+        self.post_message(messages.HistoryFailed(error))  # from the worker thread
+
+    async def clear(self) -> None:
+        """A new, empty conversation."""
+        self.conversation = Conversation(self.store, on_save_error=self._save_failed)
+        await self.query(TurnView).remove()
+
+    async def show_saved(self, cid: int) -> int:
+        """Show a saved conversation (thinking folded) and continue it; returns the context
+        its last turn used. R1ChatError when it cannot be read."""
+        store = self.store
+        assert store is not None
+        saved = store.messages(cid)
+        conversation = Conversation.resume(store, cid, on_save_error=self._save_failed)
+        await self.query("TurnView, #welcome").remove()
+        self.conversation = conversation
+        pairs: list[tuple[str, Message | None]] = []
+        for m in saved:
+            if m.role == "user":
+                pairs.append((m.content, None))
+            elif pairs and pairs[-1][1] is None:
+                pairs[-1] = (pairs[-1][0], m)
+        views = [TurnView(q, folded=True) for q, _ in pairs]
+        await self.mount_all(views)
+        for view, (_, reply) in zip(views, pairs, strict=True):
+            await self._fill_saved(view, reply)
+        self.scroll_end(animate=False)
+        self.anchor()
+        last = saved[-1].stats if saved and saved[-1].stats else {}
+        return int(last.get("prompt_tokens", 0)) + int(last.get("completion_tokens", 0))
+
+    async def _fill_saved(self, view: TurnView, reply: Message | None) -> None:
+        if reply is None:
+            await view.show_saved("", "", "")
+            view.show_note("No reply was saved.")
+            return
+        stats = reply.stats or {}
+        answer = sanitize(reply.content)
+        title = saved_thinking_title(
+            reply.stopped and not answer.strip(), int(stats.get("thinking_tokens", 0))
+        )
+        await view.show_saved(sanitize(reply.thinking), answer, title)
+        boxed = extract_boxed(reply.content)
+        if boxed:
+            view.show_boxed(sanitize(boxed))
+        note = finish_note(reply.finish_reason, stats.get("completion_tokens"))
+        if note is not None:
+            view.show_note(note)
+
+    # --- what the app's actions need ---
+
+    def target_turn(self, focused: object) -> TurnView | None:
+        """The turn holding `focused`, or else the last one."""
+        node = focused
+        while node is not None:
+            if isinstance(node, TurnView):
+                return node
+            node = getattr(node, "parent", None)
+        views = self.query(TurnView)
+        return views.last() if views else None
+
+    def last_answer(self) -> str | None:
+        views = self.query(TurnView)
+        return views.last().answer if views else None

@@ -1,0 +1,150 @@
+"""One chat turn, UI-agnostic: engine events → reasoning splitter → turn events.
+
+`ask`, the TUI, the benchmarks and the tests all run a reply through `run_turn`, so what counts as
+thinking, how tokens are counted and how a reply ends are decided once, here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from r1chat.engine import Done, Engine, Started, Stats
+from r1chat.prompts import ChatMessage
+from r1chat.reasoning import Kind, ThinkSplitter, extract_boxed
+from r1chat.sampling import SamplingParams
+
+
+@dataclass(frozen=True)
+class TurnStarted:
+    """The engine accepted the prompt; from here on the question counts as asked."""
+
+    prompt_tokens: int | None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New text for the thinking or the answer, with the model's token counts so far."""
+
+    kind: Kind
+    text: str
+    think_tokens: int = 0
+    answer_tokens: int = 0
+
+
+@dataclass
+class TurnResult:
+    question: str
+    thinking: str = ""
+    answer: str = ""
+    stats: Stats = field(default_factory=Stats)
+    model: str = ""
+
+    @property
+    def finish_reason(self) -> str:
+        return self.stats.finish_reason
+
+    @property
+    def boxed(self) -> str | None:
+        return extract_boxed(self.answer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "thinking": self.thinking,
+            "answer": self.answer,
+            "boxed": self.boxed,
+            "finish_reason": self.finish_reason,
+            "model": self.model,
+            "question": self.question,
+            "stats": self.stats.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class TurnDone:
+    result: TurnResult
+
+
+TurnEvent = TurnStarted | Delta | TurnDone
+
+
+class Turn:
+    """One reply to `question` after `history` (earlier turns, thinking already removed).
+
+    Iterate it for events. What came so far stays readable through `partial()` when the stream
+    breaks off (a signal, a closed pipe, an error), so the caller can still save it.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        history: list[ChatMessage],
+        question: str,
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.engine = engine
+        self.history = history
+        self.question = question
+        self.params = params
+        self.cancel = cancel
+        self.started = False
+        self.done = False
+        self._result = TurnResult(question=question, model=engine.info.name)
+        self._think: list[str] = []
+        self._answer: list[str] = []
+        self._n_think = 0
+        self._n_answer = 0
+
+    def __iter__(self) -> Iterator[TurnEvent]:
+        splitter = ThinkSplitter(in_think=self.engine.info.thinks)
+        think, answer = self._think, self._answer
+        messages = [*self.history, ChatMessage("user", self.question)]
+        for ev in self.engine.stream(messages, self.params, self.cancel):
+            if isinstance(ev, Started):
+                self.started = True
+                yield TurnStarted(ev.prompt_tokens)
+                continue
+            if isinstance(ev, Done):
+                self._result.stats = ev.stats
+                break
+            # A token counts as thinking while the splitter is still inside <think>; the token
+            # that closes it is thinking too.
+            if ev.id >= 0:
+                if splitter.in_think:
+                    self._n_think += 1
+                else:
+                    self._n_answer += 1
+            for kind, text in splitter.feed(ev.text):
+                (think if kind == "think" else answer).append(text)
+                yield Delta(kind, text, self._n_think, self._n_answer)
+        for kind, text in splitter.close():
+            (think if kind == "think" else answer).append(text)
+            yield Delta(kind, text, self._n_think, self._n_answer)
+        self.done = True
+        yield TurnDone(self.partial())
+
+    def partial(self) -> TurnResult:
+        """The reply so far; marked stopped ("cancelled") unless the stream ended by itself."""
+        result = self._result
+        result.thinking = "".join(self._think)
+        result.answer = "".join(self._answer)
+        result.stats.thinking_tokens = self._n_think
+        result.stats.answer_tokens = self._n_answer
+        if not self.done:
+            result.stats.completion_tokens = self._n_think + self._n_answer
+            result.stats.finish_reason = "cancelled"
+        return result
+
+
+def run_turn(
+    engine: Engine,
+    history: list[ChatMessage],
+    question: str,
+    params: SamplingParams,
+    cancel: threading.Event | None = None,
+) -> Turn:
+    """A turn ready to stream: `for event in run_turn(...)`."""
+    return Turn(engine, history, question, params, cancel)
