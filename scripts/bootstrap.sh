@@ -38,7 +38,9 @@ llama_flags() {
     echo "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 }
 
-FLAGS="$(llama_flags)"
+# LLAVA_BUILD=OFF: llama-cpp-python's multimodal library is a large share of the build and
+# r1chat never loads it.
+FLAGS="$(llama_flags) -DLLAVA_BUILD=OFF"
 STAMP="$VENV/.llama-cpp-flags"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$LLAMA_VERSION $FLAGS" ] \
     || ! "$VENV/bin/python" -c 'import llama_cpp' >/dev/null 2>&1; then
@@ -55,11 +57,14 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$LLAMA_VERSION $FLAGS" ] \
     echo "$LLAMA_VERSION $FLAGS" > "$STAMP"
 fi
 
-# r1chat itself (editable) and its dependencies; EXTRAS=test adds the test tools.
-WANT="${EXTRAS:+[$EXTRAS]}"
-HASH="$(cat "$ROOT/pyproject.toml" | cksum | cut -d' ' -f1)$WANT"
-if [ "$(cat "$VENV/.r1chat-installed" 2>/dev/null)" != "$HASH" ]; then
-    say "installing r1chat$WANT"
-    "${PIP[@]}" install --quiet -e "$ROOT$WANT"
-    echo "$HASH" > "$VENV/.r1chat-installed"
+# r1chat's dependencies at the exact versions and file hashes of the lock (scripts/lock writes
+# it), then r1chat itself, editable. EXTRAS=test takes the test tools' lock instead.
+LOCK="$ROOT/requirements/${EXTRAS:-app}.txt"
+HASH="$(cat "$ROOT/pyproject.toml" "$LOCK" | cksum | cut -d' ' -f1)"
+STAMP="$VENV/.r1chat-installed-${EXTRAS:-app}"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
+    say "installing r1chat and its locked dependencies (${LOCK#"$ROOT"/})"
+    "${PIP[@]}" install --quiet --require-hashes --no-deps -r "$LOCK"
+    "${PIP[@]}" install --quiet --no-deps --no-build-isolation -e "$ROOT"
+    echo "$HASH" > "$STAMP"
 fi
