@@ -1,14 +1,11 @@
 """The command line's wiring: which command runs what. Nothing else lives here.
 
 Each command is in r1chat.commands; heavy imports (llama.cpp, Textual, Rich) happen inside the
-commands, so `r1chat --help` stays fast. No module but `__main__` imports this one.
+commands, so `r1chat --help` stays fast. No module but `__main__` (the entry point, which also
+makes the process sane first) imports this one.
 """
 
 from __future__ import annotations
-
-import contextlib
-import os
-import sys
 
 import typer
 
@@ -33,16 +30,3 @@ app.command()(bench)
 app.add_typer(history_app, name="history")
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
-
-
-def run() -> None:
-    """Console-script entry point."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.stderr.write("\n")
-        sys.exit(130)
-    except BrokenPipeError:
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)

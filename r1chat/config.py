@@ -15,6 +15,7 @@ read better in a longer file:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -76,7 +77,11 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_flags(self, **flags: Any) -> Settings:
-        given = {k: v for k, v in flags.items() if v is not None}
+        """Flags over everything else; checked as the file and environment are (NaN passes
+        Click's range checks, for one)."""
+        given = {
+            k: _check(k, v, f"--{k.replace('_', '-')}") for k, v in flags.items() if v is not None
+        }
         src = dict(self.sources)
         src.update({k: "flag" for k in given})
         return replace(self, **given, sources=src)
@@ -136,6 +141,8 @@ def _check(key: str, value: Any, where: str) -> Any:
     if not isinstance(value, kinds):
         raise R1ChatError(f"{where}: {key} must be {kinds[0].__name__}", 2)
     checked: Any = value  # isinstance against a tuple of types narrows to object
+    if isinstance(checked, float) and not math.isfinite(checked):
+        raise R1ChatError(f"{where}: {key} must be a number, not {value}", 2)
     if key in _CHOICES and value not in _CHOICES[key]:
         raise R1ChatError(f"{where}: {key} must be one of {', '.join(_CHOICES[key])}", 2)
     lo, hi = LIMITS.get(key, (None, None))

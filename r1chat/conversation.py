@@ -17,9 +17,10 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 from r1chat.errors import R1ChatError
+from r1chat.history import LEAF, title_from
 from r1chat.prompts import ChatMessage, history_messages
 from r1chat.sampling import SamplingParams
-from r1chat.turn import TurnDone, TurnEvent, TurnResult, TurnStarted, run_turn
+from r1chat.turn import ContextTrimmed, TurnDone, TurnEvent, TurnResult, TurnStarted, run_turn
 
 if TYPE_CHECKING:
     from r1chat.engine import Engine
@@ -48,6 +49,10 @@ class Conversation:
         self.exchanges: list[tuple[str, str]] = list(exchanges or [])
         self.on_save_error = on_save_error
         self._lock = threading.Lock()
+        self._question_id: int | None = None  # the question being answered, once saved
+        # Exchanges before this one are left out of what the model is sent (too long for its
+        # context). It only moves forward, in steps, so that turn after turn share a prefix.
+        self.first = 0
 
     @classmethod
     def resume(
@@ -64,7 +69,35 @@ class Conversation:
 
     def history(self) -> list[ChatMessage]:
         """The earlier turns as the model sees them: answers without their thinking."""
-        return history_messages(self.exchanges)
+        return history_messages(self.exchanges[self.first :])
+
+    def fit(self, engine: Engine, question: str, params: SamplingParams) -> int:
+        """Leave out the oldest exchanges when the prompt would not leave the reply room in the
+        context; returns how many are left out in all (never the last one: the question
+        follows it). A cut goes down to half the room, so the next turns keep the same start
+        (and a follow-up reuses the cached prefix) until the room runs out again."""
+        n_ctx = engine.info.n_ctx
+        room = n_ctx - min(params.max_tokens, n_ctx // 2)
+
+        def size(first: int) -> int:
+            messages = [*history_messages(self.exchanges[first:]), ChatMessage("user", question)]
+            # Tokens never outnumber UTF-8 bytes (plus a few per message for the template):
+            # most turns are known to fit without tokenizing anything.
+            cheap = sum(len(m.content.encode("utf-8")) + 16 for m in messages)
+            return cheap if cheap <= room else engine.count_tokens(messages)
+
+        last = max(len(self.exchanges) - 1, 0)
+        if self.first >= last or size(self.first) <= room:
+            return self.first
+        lo, hi = self.first + 1, last  # the least `first` that fits in half the room
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if size(mid) <= room // 2:
+                hi = mid
+            else:
+                lo = mid + 1
+        self.first = lo
+        return self.first
 
     def ask(
         self,
@@ -74,6 +107,9 @@ class Conversation:
         cancel: threading.Event | None = None,
     ) -> Generator[TurnEvent, None, None]:
         """Stream the reply to `question`, saving the question and the reply as they happen."""
+        before = self.first
+        if self.fit(engine, question, params) != before:
+            yield ContextTrimmed(self.first, engine.info.n_ctx)
         turn = run_turn(engine, self.history(), question, params, cancel)
         finished = False
         try:
@@ -108,12 +144,10 @@ class Conversation:
             self.on_save_error(e)
 
     def _save_question(self, question: str, model: str) -> None:
-        from r1chat.history import title_from
-
         assert self.store is not None
         if self.id is None:
             self.id = self.store.new_conversation(title_from(question), model)
-        self.store.add_user_message(self.id, question)
+        self._question_id = self.store.add_user_message(self.id, question)
 
     def _save_reply(self, result: TurnResult) -> None:
         assert self.store is not None
@@ -124,4 +158,5 @@ class Conversation:
                 result.thinking,
                 result.stats.to_dict(),
                 result.finish_reason,
+                parent_id=LEAF if self._question_id is None else self._question_id,
             )

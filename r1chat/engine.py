@@ -155,10 +155,11 @@ def init_backend() -> Any:
         echo = os.environ.get("R1CHAT_LOG", "") not in ("", "0")
 
         def on_log(level: int, text: bytes, _user: Any) -> None:
-            line = text.decode("utf-8", errors="replace")
-            _LOG_LINES.append(line)
-            if echo:
-                os.write(2, text)
+            # Nothing may escape a callback from C: it would be printed and lost (FINDINGS).
+            with contextlib.suppress(BaseException):
+                _LOG_LINES.append(text.decode("utf-8", errors="replace"))
+                if echo:
+                    os.write(2, text)
 
         _log_callback = llama_cpp.llama_log_callback(on_log)
         llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
@@ -217,6 +218,7 @@ class LlamaEngine:
         name: str | None = None,
         header: GGUFHeader | None = None,
         on_progress: Callable[[float], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         from r1chat.gguf_header import read_header
 
@@ -233,16 +235,23 @@ class LlamaEngine:
         n_gpu = opts.n_gpu_layers
         mparams.n_gpu_layers = (ALL_LAYERS if gpu else 0) if n_gpu is None else max(0, n_gpu)
         self._progress_cb = None
-        if on_progress is not None:
+        if on_progress is not None or cancel is not None:
 
             def progress(value: float, _user: Any) -> bool:
-                on_progress(float(value))
-                return True
+                # False stops the load: how Ctrl+C (or quitting the app) ends it early.
+                try:
+                    if on_progress is not None:
+                        on_progress(float(value))
+                    return cancel is None or not cancel.is_set()
+                except BaseException:
+                    return False
 
             self._progress_cb = llama_cpp.llama_progress_callback(progress)
             mparams.progress_callback = self._progress_cb
         model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
         if not model:
+            if cancel is not None and cancel.is_set():
+                raise R1ChatError("loading the model was stopped")
             why = last_log_error() or "llama.cpp could not load it"
             raise R1ChatError(f"could not load model {path}: {why}")
         self._model = model
@@ -353,6 +362,9 @@ class LlamaEngine:
             bos_token=self.bos_text,
             eos_token=self.eos_text,
             force_think=self.info.thinks,
+            # A template adds a little around the messages: a few times what the context holds
+            # is far beyond any real one.
+            max_chars=4 * 4 * self.info.n_ctx,
         )
 
     def prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:

@@ -70,6 +70,9 @@ _SCALAR = {
     12: "d",
 }
 _STRING, _ARRAY = 8, 9
+MAX_NESTING = 8
+# Kept even when arrays are skipped: llama.cpp aborts on a vocabulary with a repeated token.
+ALWAYS_KEPT = {"tokenizer.ggml.tokens"}
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,10 @@ class _Cursor:
         self.pos += n
         return bytes(raw).decode("utf-8", errors="replace")
 
-    def value(self, vtype: int, keep: bool) -> Any:
+    def value(self, vtype: int, keep: bool, depth: int = 0) -> Any:
+        if depth > MAX_NESTING:
+            # Real files nest arrays once at most; a deep nest is an attack on the reader.
+            raise ValueError(f"arrays nested more than {MAX_NESTING} deep")
         if vtype in _SCALAR:
             return self.take(_SCALAR[vtype])
         if vtype == _STRING:
@@ -163,7 +169,7 @@ class _Cursor:
                 values = list(struct.unpack_from(fmt, self.buf, self.pos))
                 self.pos += size
                 return values
-            items = [self.value(etype, keep) for _ in range(count)]
+            items = [self.value(etype, keep, depth + 1) for _ in range(count)]
             return items if keep else None
         raise ValueError(f"unknown metadata type {vtype}")
 
@@ -181,6 +187,8 @@ def read_header(
         raise R1ChatError(f"model file not found: {p}")
     if p.is_dir():
         raise R1ChatError(f"model path is a directory, not a GGUF file: {p}")
+    if not p.is_file():  # a FIFO or a device would hang the reader or never end
+        raise R1ChatError(f"model path is not a regular file: {p}")
     try:
         with p.open("rb") as f:
             size = p.stat().st_size
@@ -211,7 +219,7 @@ def _parse(p: Path, mm: mmap.mmap, size: int, keep_arrays: bool, check_size: boo
         for _ in range(n_kv):
             key = cur.string()
             vtype = cur.take("I")
-            metadata[key] = cur.value(vtype, keep_arrays)
+            metadata[key] = cur.value(vtype, keep_arrays or key in ALWAYS_KEPT)
         tensors = []
         for _ in range(n_tensors):
             name = cur.string()
@@ -224,13 +232,20 @@ def _parse(p: Path, mm: mmap.mmap, size: int, keep_arrays: bool, check_size: boo
             tensors.append(TensorInfo(name, shape, ggml_type, offset))
     except EOFError:
         raise R1ChatError(f"truncated GGUF file (header cut short): {p}") from None
-    except (ValueError, UnicodeDecodeError, struct.error, MemoryError, OverflowError):
+    except ValueError as e:
+        raise R1ChatError(f"corrupt GGUF header in {p} ({e})") from None
+    except (UnicodeDecodeError, struct.error, MemoryError, OverflowError, RecursionError):
         raise R1ChatError(f"corrupt GGUF header in {p}") from None
     align = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(align, int) or align <= 0:
         align = DEFAULT_ALIGNMENT
     data_offset = (cur.pos + align - 1) // align * align
     header = GGUFHeader(p, version, metadata, tensors, data_offset, size)
+    from r1chat.gguf_checks import check_model
+
+    problem = check_model(header)
+    if problem is not None:
+        raise R1ChatError(f"{p} cannot be loaded: {problem}")
     need = header.expected_size()
     if check_size and need > size:
         raise R1ChatError(

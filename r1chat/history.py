@@ -51,6 +51,12 @@ class Message:
     stats: dict[str, Any] | None
     finish_reason: str | None  # None for questions; "cancelled" when the user stopped the reply
     created: str
+    # The message this one follows: a reply's question; a question's earlier reply (or, when
+    # two `ask -c` ran at once, the other's question). None for a conversation's first question.
+    parent_id: int | None = None
+    # How the reply's thinking ended: "model", "budget", "loop", "user"; None without thinking.
+    thinking_ended: str | None = None
+    attachments: list[dict[str, Any]] | None = None  # a question's attached files: name, size
 
     @property
     def stopped(self) -> bool:
@@ -152,10 +158,44 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    """A conversation becomes a tree: every message names the one it follows, and the
+    conversation the last message of the branch it shows. Replies of v1 files are given to their
+    questions in order (two `ask -c` at once wrote Q Q A A; the first answer is the first's)."""
+    db.execute(
+        "ALTER TABLE messages ADD COLUMN parent_id INTEGER"
+        " REFERENCES messages(id) ON DELETE CASCADE"
+    )
+    db.execute("ALTER TABLE messages ADD COLUMN thinking_ended TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN attachments TEXT")
+    db.execute("ALTER TABLE conversations ADD COLUMN leaf_id INTEGER")
+    db.execute("CREATE INDEX messages_parent ON messages(parent_id)")
+    rows = db.execute("SELECT id, conversation_id, role FROM messages ORDER BY conversation_id, id")
+    links: list[tuple[int | None, int]] = []
+    last: dict[int, int] = {}
+    waiting: dict[int, list[int]] = {}
+    for mid, cid, role in rows.fetchall():
+        unanswered = waiting.setdefault(cid, [])
+        if role == "assistant" and unanswered:
+            links.append((unanswered.pop(0), mid))
+        else:
+            links.append((last.get(cid), mid))
+            if role == "user":
+                unanswered.append(mid)
+        last[cid] = mid
+    db.executemany("UPDATE messages SET parent_id = ? WHERE id = ?", links)
+    db.executemany(
+        "UPDATE conversations SET leaf_id = ? WHERE id = ?",
+        [(mid, cid) for cid, mid in last.items()],
+    )
+
+
 _NEXT_TOUCH = "(SELECT coalesce(max(touched), 0) + 1 FROM conversations)"
+# Where a new message goes when no parent is named: after the conversation's leaf at that moment.
+LEAF = -1
 
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -164,6 +204,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def _create_private(path: Path) -> None:
     """Create the file 0600 before SQLite sees it: SQLite gives -wal and -shm the same mode."""
+    if path.exists():
+        return  # nothing to create (its folder may be read-only)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
@@ -180,12 +222,48 @@ def _create_private(path: Path) -> None:
 
 
 def _tighten(path: Path) -> None:
-    """Make an existing database and its side files private, when we are allowed to."""
+    """Make an existing database and its side files private, when we are allowed to. Only the
+    group's and others' bits are cleared: a file made read-only stays read-only."""
     for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         with contextlib.suppress(OSError):
             mode = p.stat().st_mode
             if stat.S_ISREG(mode) and mode & 0o077:
-                p.chmod(0o600)
+                p.chmod(stat.S_IMODE(mode) & 0o700)
+
+
+def _writable(path: Path) -> bool:
+    """Whether the user lets us write the file and, beside it, its -wal and -shm files. The
+    owner's write bit counts too: root may write anything, yet a file made read-only is meant
+    to stay as it is."""
+    try:
+        ok = all(os.stat(p).st_mode & stat.S_IWUSR for p in (path, path.parent))
+    except OSError:
+        return False
+    return ok and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    def connect(query: str) -> sqlite3.Connection:
+        return sqlite3.connect(
+            f"{path.as_uri()}?{query}",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+
+    # mode=rw: SQLite must never create the file itself (it would not be private).
+    if not read_only:
+        return connect("mode=rw")
+    db = connect("mode=ro")
+    try:
+        _one(db, "PRAGMA user_version")
+        return db
+    except sqlite3.OperationalError:
+        # A WAL file in a folder we cannot write: SQLite cannot make its -shm file there.
+        # Nothing can write to it from here, so reading it as immutable is safe.
+        db.close()
+        return connect("mode=ro&immutable=1")
 
 
 def _check_header(path: Path) -> None:
@@ -207,9 +285,11 @@ def _check_header(path: Path) -> None:
 class HistoryStore:
     """Conversations and their messages in one SQLite file. Safe to share between threads."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path, *, read_only: bool = False) -> None:
         self._db = db
         self.path = path
+        # A file (or folder) the user made read-only: reads work, writes fail in one line.
+        self.read_only = read_only
         self._lock = threading.RLock()
 
     # -- lifecycle
@@ -229,18 +309,12 @@ class HistoryStore:
         _create_private(path)
         _check_header(path)
         _tighten(path)
+        read_only = not _writable(path)
         try:
-            # mode=rw: SQLite must never create the file itself (it would not be private).
-            db = sqlite3.connect(
-                f"{path.as_uri()}?mode=rw",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
+            db = _connect(path, read_only)
         except sqlite3.Error as e:
             raise _error(path, e) from None
-        store = cls(db, path)
+        store = cls(db, path, read_only=read_only)
         try:
             store._prepare(check)
         except BaseException:
@@ -266,6 +340,13 @@ class HistoryStore:
                         f"the history database {self.path} is damaged "
                         f"(quick_check: {bad}); left untouched"
                     )
+            if self.read_only:
+                if version < SCHEMA_VERSION:
+                    raise R1ChatError(
+                        f"the history database {self.path} is read-only and from an older"
+                        " r1chat: make it writable once, so it can be upgraded"
+                    )
+                return
             if _one(db, "PRAGMA journal_mode") != "wal":
                 self._use_wal()
             db.execute("PRAGMA synchronous = NORMAL")
@@ -321,6 +402,8 @@ class HistoryStore:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, committed on exit. IMMEDIATE takes the write lock up front, so
         a busy database waits (busy_timeout) instead of failing on lock upgrade."""
+        if self.read_only:
+            raise R1ChatError(f"the history database {self.path} is read-only: not saved")
         with self._guard() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -342,9 +425,20 @@ class HistoryStore:
             )
             return int(cur.lastrowid or 0)
 
-    def add_user_message(self, conv_id: int, content: str) -> int:
-        """Save the question (committed) before generation starts."""
-        return self._add(conv_id, "user", content, "", None, None)
+    def add_user_message(
+        self,
+        conv_id: int,
+        content: str,
+        *,
+        parent_id: int | None = LEAF,
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Save a question (committed) before generation starts; it becomes the leaf.
+
+        By default it follows the conversation's leaf as it is when saved; a `parent_id` forks
+        the conversation there (an edited question), None starts it afresh.
+        """
+        return self._add(conv_id, "user", content, parent_id=parent_id, attachments=attachments)
 
     def add_assistant_message(
         self,
@@ -353,36 +447,100 @@ class HistoryStore:
         thinking: str = "",
         stats: dict[str, Any] | None = None,
         finish_reason: str | None = "stop",
+        *,
+        parent_id: int | None = LEAF,
+        thinking_ended: str | None = None,
+        activate: bool = False,
     ) -> int:
-        """Save a reply: `content` is the answer alone; "cancelled" marks it stopped."""
-        return self._add(conv_id, "assistant", content, thinking, stats, finish_reason)
+        """Save a reply (to the question `parent_id`): `content` is the answer alone; "cancelled"
+        marks it stopped.
+
+        It becomes the leaf when its question is the leaf, or when `activate` (a new
+        alternative). Otherwise the conversation went on meanwhile (another `ask -c` asked the
+        next question) and the leaf stays: the branch shown keeps every question.
+        """
+        return self._add(
+            conv_id,
+            "assistant",
+            content,
+            thinking,
+            stats,
+            finish_reason,
+            parent_id=parent_id,
+            thinking_ended=thinking_ended,
+            activate=activate,
+        )
 
     def _add(
         self,
         conv_id: int,
         role: str,
         content: str,
-        thinking: str,
-        stats: dict[str, Any] | None,
-        finish_reason: str | None,
+        thinking: str = "",
+        stats: dict[str, Any] | None = None,
+        finish_reason: str | None = None,
+        *,
+        parent_id: int | None = LEAF,
+        thinking_ended: str | None = None,
+        attachments: list[dict[str, Any]] | None = None,
+        activate: bool = False,
     ) -> int:
         ts = now()
         blob = json.dumps(stats, ensure_ascii=False) if stats is not None else None
+        files = json.dumps(attachments, ensure_ascii=False) if attachments is not None else None
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT leaf_id FROM conversations WHERE id = ?", (conv_id,)
+            ).fetchone()
+            if row is None:
+                raise _missing(conv_id)
+            parent = row[0] if parent_id == LEAF else parent_id
+            if (
+                parent is not None
+                and db.execute(
+                    "SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?", (parent, conv_id)
+                ).fetchone()
+                is None
+            ):
+                raise R1ChatError(f"no message {parent} in conversation {conv_id}")
+            cur = db.execute(
+                "INSERT INTO messages (conversation_id, role, content, thinking, stats,"
+                " finish_reason, created, parent_id, thinking_ended, attachments)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conv_id,
+                    role,
+                    content,
+                    thinking or "",
+                    blob,
+                    finish_reason,
+                    ts,
+                    parent,
+                    thinking_ended,
+                    files,
+                ),
+            )
+            mid = int(cur.lastrowid or 0)
+            leaf = mid if role == "user" or activate or parent == row[0] else row[0]
+            db.execute(
+                f"UPDATE conversations SET updated = ?, touched = {_NEXT_TOUCH}, leaf_id = ?"
+                " WHERE id = ?",
+                (ts, leaf, conv_id),
+            )
+            return mid
+
+    def set_leaf(self, conv_id: int, message_id: int) -> None:
+        """Show (and continue) the branch that ends at `message_id`."""
         with self._tx() as db:
             if (
                 db.execute(
-                    f"UPDATE conversations SET updated = ?, touched = {_NEXT_TOUCH} WHERE id = ?",
-                    (ts, conv_id),
-                ).rowcount
-                == 0
+                    "SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?",
+                    (message_id, conv_id),
+                ).fetchone()
+                is None
             ):
-                raise _missing(conv_id)
-            cur = db.execute(
-                "INSERT INTO messages (conversation_id, role, content, thinking, stats,"
-                " finish_reason, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conv_id, role, content, thinking or "", blob, finish_reason, ts),
-            )
-            return int(cur.lastrowid or 0)
+                raise R1ChatError(f"no message {message_id} in conversation {conv_id}")
+            db.execute("UPDATE conversations SET leaf_id = ? WHERE id = ?", (message_id, conv_id))
 
     def rename(self, conv_id: int, title: str) -> None:
         title = " ".join(title.split())
@@ -435,33 +593,59 @@ class HistoryStore:
             ).fetchone()
         return None if row is None else int(row[0])
 
-    def messages(self, conv_id: int) -> list[Message]:
-        """The conversation's messages in order (R1ChatError if there is no such conversation)."""
+    _MESSAGE_COLUMNS = (
+        "id, conversation_id, role, content, thinking, stats, finish_reason, created,"
+        " parent_id, thinking_ended, attachments"
+    )
+
+    def _all_messages(self, conv_id: int) -> tuple[list[Message], int | None]:
+        """Every message of the conversation, oldest first, and its leaf."""
         with self._guard() as db:
+            conv = db.execute(
+                "SELECT leaf_id FROM conversations WHERE id = ?", (conv_id,)
+            ).fetchone()
+            if conv is None:
+                raise _missing(conv_id)
             rows = db.execute(
-                "SELECT id, conversation_id, role, content, thinking, stats, finish_reason,"
-                " created FROM messages WHERE conversation_id = ? ORDER BY id",
+                f"SELECT {self._MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"
+                " ORDER BY id",
                 (conv_id,),
             ).fetchall()
-            if (
-                not rows
-                and db.execute("SELECT 1 FROM conversations WHERE id = ?", (conv_id,)).fetchone()
-                is None
-            ):
-                raise _missing(conv_id)
+        return [_message(r) for r in rows], conv[0]
+
+    def messages(self, conv_id: int, *, all_branches: bool = False) -> list[Message]:
+        """The messages of the branch the conversation shows (every branch with
+        `all_branches`), oldest first. R1ChatError if there is no such conversation."""
+        messages, leaf = self._all_messages(conv_id)
+        if all_branches:
+            return messages
+        path = _path(messages, leaf)
+        return [m for m in messages if m.id in path]
+
+    def exchanges(self, conv_id: int) -> list[tuple[Message, Message | None]]:
+        """The branch shown, as (question, reply) pairs; None for a question never answered.
+
+        A question's reply is the one on the branch, else its latest (two `ask -c` at once:
+        each reply follows its own question, the next question follows the latest one).
+        """
+        messages, leaf = self._all_messages(conv_id)
+        path = _path(messages, leaf)
+        on_path: dict[int, Message] = {}
+        newest: dict[int, Message] = {}
+        for m in messages:
+            if m.role == "assistant" and m.parent_id is not None:
+                newest[m.parent_id] = m
+                if m.id in path:
+                    on_path[m.parent_id] = m
         return [
-            Message(
-                id=r[0],
-                conversation_id=r[1],
-                role=r[2],
-                content=r[3],
-                thinking=r[4],
-                stats=_load_stats(r[5]),
-                finish_reason=r[6],
-                created=r[7],
-            )
-            for r in rows
+            (m, on_path.get(m.id) or newest.get(m.id))
+            for m in messages
+            if m.id in path and m.role == "user"
         ]
+
+    def shown(self, conv_id: int) -> list[Message]:
+        """The branch shown, for reading: each question followed by its reply."""
+        return [m for pair in self.exchanges(conv_id) for m in pair if m is not None]
 
     def turns(self, conv_id: int) -> list[tuple[str, str]]:
         """(question, answer) pairs to resend, for `prompts.history_messages`.
@@ -470,15 +654,7 @@ class HistoryStore:
         empty answer, as `prompts.answer_only` gives. A question never answered (the process died
         first) is skipped.
         """
-        out: list[tuple[str, str]] = []
-        question: str | None = None
-        for m in self.messages(conv_id):
-            if m.role == "user":
-                question = m.content
-            elif question is not None:
-                out.append((question, m.content))
-                question = None
-        return out
+        return [(q.content, r.content) for q, r in self.exchanges(conv_id) if r is not None]
 
     def search(
         self, query: str, limit: int = 20, *, mark: tuple[str, str] = ("[", "]")
@@ -614,13 +790,45 @@ def _one(db: sqlite3.Connection, sql: str) -> Any:
     return db.execute(sql).fetchall()[0][0]
 
 
-def _load_stats(blob: str | None) -> dict[str, Any] | None:
+def _path(messages: list[Message], leaf: int | None) -> set[int]:
+    """The ids from the leaf back to the conversation's first message."""
+    parents = {m.id: m.parent_id for m in messages}
+    path: set[int] = set()
+    node = leaf
+    while node is not None and node in parents and node not in path:
+        path.add(node)
+        node = parents[node]
+    return path
+
+
+def _message(r: tuple[Any, ...]) -> Message:
+    files = _load_json(r[10])
+    return Message(
+        id=r[0],
+        conversation_id=r[1],
+        role=r[2],
+        content=r[3],
+        thinking=r[4],
+        stats=_load_stats(r[5]),
+        finish_reason=r[6],
+        created=r[7],
+        parent_id=r[8],
+        thinking_ended=r[9],
+        attachments=files if isinstance(files, list) else None,
+    )
+
+
+def _load_json(blob: str | None) -> Any:
     if blob is None:
         return None
     try:
-        value = json.loads(blob)
+        return json.loads(blob)
     except ValueError:
         return None
+
+
+def _load_stats(blob: str | None) -> dict[str, Any] | None:
+    value = _load_json(blob)
     return value if isinstance(value, dict) else None
 
 

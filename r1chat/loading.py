@@ -4,6 +4,8 @@ fit it to the GPU and load it. Shared by `ask`, the TUI and `bench`; no UI code 
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +25,25 @@ def load_engine(
     *,
     on_note: Notes | None = None,
     on_download: DownloadProgress | None = None,
+    cancel: threading.Event | None = None,
 ) -> Engine:
     """The engine the settings ask for, loaded.
 
     `on_note` hears one line per decision worth telling the user (what auto-fit chose, an
     out-of-memory retry); `on_download(done, total)` reports a first-use download (without it,
-    huggingface-hub draws its own bar on the terminal).
+    huggingface-hub draws its own bar on the terminal). Setting `cancel` stops a load midway.
     """
+    from r1chat.engine import LlamaEngine
     from r1chat.hardware import load_fitted
 
     model = find_model(settings.model, download=True, on_download=on_download, on_note=on_note)
     engine: Engine = load_fitted(
-        model.path, model.header, settings, name=model.name, on_note=on_note
+        model.path,
+        model.header,
+        settings,
+        name=model.name,
+        on_note=on_note,
+        factory=functools.partial(LlamaEngine, cancel=cancel),
     )
     return engine
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,8 @@ CATALOG: dict[str, CatalogEntry] = {
     )
 }
 DEFAULT_ALIAS = "r1-7b"
+# An owner and a name, as the hub allows them: no path tricks (`REPO:../x.gguf`).
+_HUB_REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 LOCAL_HINT = "pass a local GGUF file with --model PATH"
 
 
@@ -117,9 +120,9 @@ class ModelRef:
 
 
 def parse_ref(ref: str | None) -> ModelRef:
+    if ref is not None and not ref.strip():
+        raise R1ChatError("empty model name: pass a GGUF path, an alias or REPO:FILE.gguf", 2)
     ref = (ref or DEFAULT_ALIAS).strip()
-    if not ref:
-        raise R1ChatError("empty --model", 2)
     if ref in CATALOG:
         e = CATALOG[ref]
         return ModelRef(e.alias, repo=e.repo, filename=e.filename, revision=e.revision, arch=e.arch)
@@ -134,6 +137,10 @@ def parse_ref(ref: str | None) -> ModelRef:
             repo, revision = repo.split("@", 1)
         if not filename.endswith(".gguf"):
             raise R1ChatError(f"{ref!r}: the file after ':' must be a .gguf file", 2)
+        if not _HUB_REPO.fullmatch(repo) or any(
+            part in ("", ".", "..") for part in filename.split("/")
+        ):
+            raise R1ChatError(f"{ref!r} is not a Hugging Face REPO:FILE.gguf reference", 2)
         return ModelRef(
             filename.removesuffix(".gguf"), repo=repo, filename=filename, revision=revision
         )

@@ -6,7 +6,6 @@ Pure functions of text: the engine tokenizes what `render_prompt` returns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
 from r1chat.errors import R1ChatError
@@ -30,6 +29,10 @@ PRESETS: dict[str, str] = {
         " final conclusion clearly at the end."
     ),
 }
+
+# What a chat template may add around the messages when the caller gives no bound (the engine
+# gives a few times what its context holds).
+DEFAULT_TEMPLATE_ROOM = 1 << 20
 
 # Used only when a GGUF carries no chat template (ChatML, the most common convention).
 FALLBACK_TEMPLATE = (
@@ -98,29 +101,31 @@ def render_prompt(
     bos_token: str = "",
     eos_token: str = "",
     force_think: bool | None = None,
+    max_chars: int | None = None,
 ) -> str:
-    """The prompt text for `messages` from the GGUF's own chat template, rendered sandboxed.
+    """The prompt text for `messages` from the GGUF's own chat template, rendered sandboxed and
+    bounded (r1chat.template_sandbox): at most `max_chars` characters beyond the messages' own.
 
     For reasoning models the prompt ends with `<think>\\n` so the reply always starts thinking.
     """
-    from jinja2 import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from r1chat.template_sandbox import render_template
 
-    def raise_exception(message: str) -> None:
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    own = sum(len(m.content) for m in messages)
+    limit = own + (max_chars if max_chars is not None else DEFAULT_TEMPLATE_ROOM)
     try:
-        text = env.from_string(template or FALLBACK_TEMPLATE).render(
+        text = render_template(
+            template or FALLBACK_TEMPLATE,
+            limit,
             messages=[{"role": m.role, "content": m.content} for m in messages],
             add_generation_prompt=True,
             bos_token=bos_token,
             eos_token=eos_token,
         )
-    except TemplateError as e:
-        raise R1ChatError(f"the model's chat template failed: {e}") from None
+    except RecursionError:
+        raise R1ChatError("the model's chat template failed: it recurses too deeply") from None
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise R1ChatError(f"the model's chat template failed: {first}") from None
     if force_think is None:
         force_think = template_wants_think(template)
     if force_think and not text.endswith(THINK_PREFIX):

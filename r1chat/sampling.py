@@ -6,6 +6,7 @@ so a default or a bound is changed here and nowhere else.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -31,7 +32,8 @@ LIMITS: dict[str, tuple[float | None, float | None]] = {
     "seed": (0, None),
     "ctx": (64, None),
     "gpu_layers": (0, None),
-    "threads": (1, None),
+    # More threads than cores only slow llama.cpp down; 100,000 made it crash.
+    "threads": (1, 4 * (os.cpu_count() or 1)),
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from r1chat.engine import Done, Engine, Started, Stats
+from r1chat.engine import Engine, Started, Stats, Token
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import Kind, ThinkSplitter, extract_boxed
 from r1chat.sampling import SamplingParams
@@ -22,6 +22,20 @@ class TurnStarted:
     """The engine accepted the prompt; from here on the question counts as asked."""
 
     prompt_tokens: int | None
+
+
+@dataclass(frozen=True)
+class ContextTrimmed:
+    """The oldest `turns` exchanges are no longer sent: with them the prompt would not leave
+    the reply room in a context of `n_ctx` tokens."""
+
+    turns: int
+    n_ctx: int
+
+    @property
+    def note(self) -> str:
+        what = "earlier turn" if self.turns == 1 else "earlier turns"
+        return f"{self.turns:,} {what} left out to fit {self.n_ctx:,} tokens."
 
 
 @dataclass(frozen=True)
@@ -67,7 +81,7 @@ class TurnDone:
     result: TurnResult
 
 
-TurnEvent = TurnStarted | Delta | TurnDone
+TurnEvent = ContextTrimmed | TurnStarted | Delta | TurnDone
 
 
 class Turn:
@@ -100,29 +114,36 @@ class Turn:
 
     def __iter__(self) -> Iterator[TurnEvent]:
         splitter = ThinkSplitter(in_think=self.engine.info.thinks)
+        feed = splitter.feed
         think, answer = self._think, self._answer
         messages = [*self.history, ChatMessage("user", self.question)]
-        for ev in self.engine.stream(messages, self.params, self.cancel):
-            if isinstance(ev, Started):
-                self.started = True
-                yield TurnStarted(ev.prompt_tokens)
-                continue
-            if isinstance(ev, Done):
-                self._result.stats = ev.stats
-                break
-            # A token counts as thinking while the splitter is still inside <think>; the token
-            # that closes it is thinking too.
-            if ev.id >= 0:
-                if splitter.in_think:
-                    self._n_think += 1
+        # Counted in locals (the loop runs once per token), kept in self when the loop ends,
+        # however it ends, for partial().
+        n_think = n_answer = 0
+        try:
+            for ev in self.engine.stream(messages, self.params, self.cancel):
+                if isinstance(ev, Token):
+                    # A token counts as thinking while the splitter is still inside <think>;
+                    # the token that closes it is thinking too.
+                    if ev.id >= 0:
+                        if splitter.in_think:
+                            n_think += 1
+                        else:
+                            n_answer += 1
+                    for kind, text in feed(ev.text):
+                        (think if kind == "think" else answer).append(text)
+                        yield Delta(kind, text, n_think, n_answer)
+                elif isinstance(ev, Started):
+                    self.started = True
+                    yield TurnStarted(ev.prompt_tokens)
                 else:
-                    self._n_answer += 1
-            for kind, text in splitter.feed(ev.text):
+                    self._result.stats = ev.stats
+                    break
+            for kind, text in splitter.close():
                 (think if kind == "think" else answer).append(text)
-                yield Delta(kind, text, self._n_think, self._n_answer)
-        for kind, text in splitter.close():
-            (think if kind == "think" else answer).append(text)
-            yield Delta(kind, text, self._n_think, self._n_answer)
+                yield Delta(kind, text, n_think, n_answer)
+        finally:
+            self._n_think, self._n_answer = n_think, n_answer
         self.done = True
         yield TurnDone(self.partial())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -233,13 +234,14 @@ def test_a_failing_migration_leaves_the_old_version(
         db.execute("ALTER TABLE conversations ADD COLUMN pinned INTEGER")
         db.execute("SELECT * FROM no_such_table")
 
+    current = history.SCHEMA_VERSION
     monkeypatch.setattr(history, "MIGRATIONS", [*history.MIGRATIONS, broken])
-    monkeypatch.setattr(history, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(history, "SCHEMA_VERSION", current + 1)
     with pytest.raises(R1ChatError, match="no_such_table"):
         HistoryStore.open(db_path)
     monkeypatch.undo()
     with HistoryStore.open(db_path) as s:
-        assert s.schema_version == 1
+        assert s.schema_version == current
         assert s.get_conversation(cid).title == "old"
     with raw(db_path) as db:
         cols = [r[1] for r in db.execute("PRAGMA table_info(conversations)")]
@@ -583,3 +585,64 @@ def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> Non
     for f in files:
         with HistoryStore.open(Path(f)) as s:
             assert len(s.list_conversations()) == 3
+
+
+# --- a file written by the previous release (schema 1) ---------------------------------------
+
+V1_FILE = Path(__file__).parent / "data" / "history-v1.sqlite3"
+
+
+def test_a_release_1_file_migrates_and_keeps_everything(tmp_path: Path) -> None:
+    db = tmp_path / "history.sqlite3"
+    shutil.copyfile(V1_FILE, db)
+    with raw(db) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+        before = con.execute("SELECT id, role, content, thinking FROM messages").fetchall()
+    with HistoryStore.open(db) as s:
+        assert s.schema_version == history.SCHEMA_VERSION
+        after = [
+            (m.id, m.role, m.content, m.thinking)
+            for c in s.list_conversations()
+            for m in s.messages(c.id, all_branches=True)
+        ]
+        assert sorted(after) == sorted(before)
+        sums, cafe, two, unanswered = 1, 2, 3, 4
+        assert s.turns(sums) == [("What is 2+2?", "It is \\boxed{4}."), ("And 3+3?", "")]
+        assert s.messages(sums)[-1].stopped
+        assert s.turns(cafe) == [("Où est le café? 東京", "Ici.")]
+        # Two `ask -c` at once wrote Q Q A A: each answer goes to its own question.
+        assert s.turns(two) == [
+            ("first", "first answer"),
+            ("second (process A)", "answer to A"),
+            ("third (process B)", "answer to B"),
+        ]
+        assert [(q.content, r) for q, r in s.exchanges(unanswered)] == [
+            ("a question whose reply never came", None)
+        ]
+        # And it goes on as a tree: the next question follows the conversation's last message.
+        q = s.add_user_message(sums, "And 4+4?")
+        s.add_assistant_message(sums, "8", parent_id=q)
+        assert s.turns(sums)[-1] == ("And 4+4?", "8")
+
+
+def test_a_reply_to_an_earlier_question_leaves_the_newer_question_shown(
+    store: HistoryStore,
+) -> None:
+    cid = store.new_conversation("t")
+    q1 = store.add_user_message(cid, "one")
+    q2 = store.add_user_message(cid, "two")  # asked before "one" was answered
+    store.add_assistant_message(cid, "A1", parent_id=q1)
+    store.add_assistant_message(cid, "A2", parent_id=q2)
+    assert store.turns(cid) == [("one", "A1"), ("two", "A2")]
+    assert [m.content for m in store.shown(cid)] == ["one", "A1", "two", "A2"]
+
+
+def test_an_alternative_reply_becomes_the_one_shown(store: HistoryStore) -> None:
+    cid = store.new_conversation("t")
+    q = store.add_user_message(cid, "q")
+    first = store.add_assistant_message(cid, "first", parent_id=q)
+    store.add_assistant_message(cid, "second", parent_id=q, activate=True)
+    assert store.turns(cid) == [("q", "second")]
+    store.set_leaf(cid, first)
+    assert store.turns(cid) == [("q", "first")]
+    assert len(store.messages(cid, all_branches=True)) == 3

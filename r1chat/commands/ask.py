@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-import threading
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from r1chat.commands.errors import user_errors
-from r1chat.commands.options import CtxOpt, GpuOpt, MaxTokOpt, ModelOpt, SeedOpt, TempOpt, TopPOpt
+from r1chat.commands.options import (
+    ID_RANGE,
+    CtxOpt,
+    GpuOpt,
+    MaxTokOpt,
+    ModelOpt,
+    SeedOpt,
+    TempOpt,
+    TopPOpt,
+)
 from r1chat.errors import R1ChatError
+from r1chat.interrupts import Interrupted, Interrupts, handled
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
@@ -63,7 +72,11 @@ def ask(
     ] = False,
     conversation: Annotated[
         int | None,
-        typer.Option("--conversation", help="Continue conversation ID (see `r1chat history list`)"),
+        typer.Option(
+            "--conversation",
+            help="Continue conversation ID (see `r1chat history list`)",
+            **ID_RANGE,
+        ),
     ] = None,
 ) -> None:
     """Ask one question and print the answer (`git diff | r1chat ask "review this"`)."""
@@ -79,19 +92,25 @@ def ask(
             gpu_layers=gpu_layers,
             seed=seed,
         )
+        from r1chat.commands.process import stdout_closed
+
+        if stdout_closed():
+            raise R1ChatError("standard output is closed: there is nowhere to write the answer")
         text = build_question(question, read_stdin(), preset)
         # The history is opened before the model loads, so a bad database fails fast.
         chat = open_conversation(save=not no_save, latest=continue_, conv_id=conversation)
-        engine = load_with_spinner(settings, quiet=json_out)
-        code = run_ask(
-            engine,
-            settings,
-            text,
-            json_out=json_out,
-            show_think=not no_think,
-            print_stats=stats,
-            chat=chat,
-        )
+        with handled() as stop:
+            engine = load_with_spinner(settings, quiet=json_out, stop=stop)
+            code = run_ask(
+                engine,
+                settings,
+                text,
+                json_out=json_out,
+                show_think=not no_think,
+                print_stats=stats,
+                chat=chat,
+                stop=stop,
+            )
     raise typer.Exit(code)
 
 
@@ -143,9 +162,21 @@ def open_conversation(*, save: bool, latest: bool, conv_id: int | None) -> Conve
     return chat
 
 
-def load_with_spinner(settings: Settings, *, quiet: bool) -> Engine:
-    """Load the engine; on a terminal with a spinner and notes on stderr, silent when `quiet`."""
+def load_with_spinner(settings: Settings, *, quiet: bool, stop: Interrupts) -> Engine:
+    """Load the engine; on a terminal with a spinner and notes on stderr, silent when `quiet`.
+
+    A signal stops the load midway (llama.cpp is asked to, through its progress callback).
+    """
     from r1chat.loading import load_engine
+
+    def load(note: Callable[[str], None]) -> Engine:
+        try:
+            with stop.deferred() as cancel:
+                return load_engine(settings, on_note=note, cancel=cancel)
+        except R1ChatError:
+            if stop.signum is not None:
+                raise Interrupted(stop.signum) from None
+            raise
 
     if quiet or not sys.stderr.isatty():
 
@@ -153,14 +184,14 @@ def load_with_spinner(settings: Settings, *, quiet: bool) -> Engine:
             if not quiet:
                 sys.stderr.write(f"r1chat: {line}\n")
 
-        return load_engine(settings, on_note=note)
+        return load(note)
     from rich.console import Console
     from rich.text import Text
 
     console = Console(stderr=True)
     name = settings.model or "r1-7b"
     with console.status(Text(f"Loading {name}…")):
-        return load_engine(settings, on_note=lambda line: console.print(Text(f"r1chat: {line}")))
+        return load(lambda line: console.print(Text(f"r1chat: {line}")))
 
 
 def run_ask(
@@ -172,46 +203,41 @@ def run_ask(
     show_think: bool,
     print_stats: bool,
     chat: Conversation | None = None,
+    stop: Interrupts | None = None,
 ) -> int:
+    """Stream the answer; 0, or 128 + the signal that stopped it (what came is kept)."""
     from r1chat.conversation import Conversation
     from r1chat.render import make_renderer, stats_line
-    from r1chat.turn import Delta, TurnDone
-
-    cancel = threading.Event()
-    interrupted = False
-
-    def on_sigint(_sig: int, _frame: Any) -> None:
-        nonlocal interrupted
-        if interrupted:  # a second Ctrl+C: stop waiting
-            raise KeyboardInterrupt
-        interrupted = True
-        cancel.set()
+    from r1chat.turn import ContextTrimmed, Delta, TurnDone
 
     chat = chat or Conversation()
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    stop = stop or Interrupts()
     renderer = make_renderer(json_out=json_out, show_think=show_think)
     result = None
-    events = chat.ask(engine, question, settings.sampling_params(), cancel)
-    try:
-        for ev in events:
-            if isinstance(ev, Delta):
-                (renderer.think if ev.kind == "think" else renderer.answer)(ev.text)
-            elif isinstance(ev, TurnDone):
-                result = ev.result
-        assert result is not None
-        renderer.finish(result)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (`| head -1`): stop quietly, without Python's complaint at exit.
-        # Closing the stream saves what came, as stopped.
-        cancel.set()
-        events.close()
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with stop.deferred() as cancel:
+        events = chat.ask(engine, question, settings.sampling_params(), cancel)
+        try:
+            for ev in events:
+                if isinstance(ev, Delta):
+                    (renderer.think if ev.kind == "think" else renderer.answer)(ev.text)
+                elif isinstance(ev, TurnDone):
+                    result = ev.result
+                elif isinstance(ev, ContextTrimmed):
+                    sys.stderr.write(f"r1chat: {ev.note}\n")
+            assert result is not None
+            renderer.finish(result)
+            sys.stdout.flush()
+        except OSError as e:
+            # The reader went away (`| head -1`) or the disk is full: stop, keep what came
+            # (closing the stream saves it, as stopped), and keep Python from complaining
+            # again when it flushes stdout at exit.
+            cancel.set()
+            events.close()
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            if isinstance(e, BrokenPipeError):
+                return 0
+            raise R1ChatError(f"cannot write the answer: {e.strerror or e}") from None
     if print_stats:
         sys.stderr.write(stats_line(result) + "\n")
-    return 130 if interrupted else 0
+    return stop.exit_code

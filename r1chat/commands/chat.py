@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from r1chat.commands.errors import user_errors
-from r1chat.commands.options import CtxOpt, GpuOpt, MaxTokOpt, ModelOpt, SeedOpt, TempOpt, TopPOpt
+from r1chat.commands.options import (
+    ID_RANGE,
+    CtxOpt,
+    GpuOpt,
+    MaxTokOpt,
+    ModelOpt,
+    SeedOpt,
+    TempOpt,
+    TopPOpt,
+)
 from r1chat.errors import R1ChatError
 
 if TYPE_CHECKING:
@@ -28,7 +37,9 @@ def chat(
     model: ModelOpt = None,
     resume: Annotated[
         int | None,
-        typer.Option("--resume", help="Open conversation ID (see `r1chat history list`)"),
+        typer.Option(
+            "--resume", help="Open conversation ID (see `r1chat history list`)", **ID_RANGE
+        ),
     ] = None,
     continue_: Annotated[
         bool, typer.Option("--continue", "-c", help="Open the latest conversation")
@@ -98,15 +109,21 @@ def run_app(settings: Settings, resume: int | None = None, continue_latest: bool
     app = R1ChatApp(
         settings,
         engine_factory=lambda report: load_engine(
-            settings, on_download=report.download, on_note=report.note
+            settings, on_download=report.download, on_note=report.note, cancel=report.cancel
         ),
         store=store,
         open_store=failed,
         resume=resume,
         continue_latest=continue_latest,
     )
+    from r1chat.tui import input_filter
+    from r1chat.tui.terminal_guard import guard_terminal
+
+    input_filter.install()
+    release_terminal = guard_terminal()
     try:
         app.run()
+        release_terminal()
     finally:
         app.chat.abandon()
         if app.engine is not None:

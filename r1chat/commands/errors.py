@@ -12,9 +12,16 @@ import typer
 from r1chat.errors import R1ChatError
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    sys.stderr.write(f"r1chat: error: {message}\n")
+def say_error(message: str) -> None:
+    """The error on stderr, on one line whatever the message holds (SQLite's and llama.cpp's
+    can span several)."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    sys.stderr.write(f"r1chat: error: {line}\n")
     sys.stderr.flush()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    say_error(message)
     raise typer.Exit(code)
 
 

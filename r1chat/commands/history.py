@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from r1chat.commands import sub_app
+from r1chat.commands.options import ID_RANGE
 from r1chat.endings import finish_note
 from r1chat.sanitize import safe_json
 
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 history_app = sub_app("List, show, search, export, rename and delete saved conversations.")
 
 IdArg = Annotated[
-    int, typer.Argument(help="Conversation id (see `r1chat history list`)", metavar="ID")
+    int,
+    typer.Argument(help="Conversation id (see `r1chat history list`)", metavar="ID", **ID_RANGE),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
@@ -122,7 +124,7 @@ def show_cmd(
 
     with _store() as store:
         conv = store.get_conversation(conv_id)
-        messages = store.messages(conv_id)
+        messages = store.shown(conv_id)
     if json_out:
         sys.stdout.write(safe_json(export_dict(conv, messages)) + "\n")
     else:
@@ -177,7 +179,7 @@ def export_cmd(
 
     with _store() as store:
         conv = store.get_conversation(conv_id)
-        messages = store.messages(conv_id)
+        messages = store.shown(conv_id)
     if fmt is Format.json:
         text = safe_json(export_dict(conv, messages)) + "\n"
     else:

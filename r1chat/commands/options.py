@@ -9,6 +9,8 @@ import typer
 from r1chat.sampling import SamplingParams, limit
 
 _D = SamplingParams()
+# Conversation ids are SQLite integers: a larger number is no id (and SQLite cannot take it).
+ID_RANGE: dict[str, int] = {"min": 1, "max": 2**63 - 1}
 
 ModelOpt = Annotated[
     str | None,

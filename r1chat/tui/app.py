@@ -12,6 +12,11 @@ file is never replaced.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -31,11 +36,14 @@ from r1chat.sanitize import sanitize
 from r1chat.tui import messages
 from r1chat.tui.commands import R1ChatCommands
 from r1chat.tui.help import HelpScreen
+from r1chat.tui.keys import focus_now
 from r1chat.tui.text import last_code_block
 from r1chat.tui.widgets.chat import ChatView
 from r1chat.tui.widgets.prompt import PromptInput
 from r1chat.tui.widgets.sidebar import Sidebar
 from r1chat.tui.widgets.status import StatusLine
+
+QUIT_AGAIN_S = 3.0
 
 
 class LoadReport:
@@ -45,6 +53,7 @@ class LoadReport:
     def __init__(self, app: App[None]) -> None:
         self._app = app
         self._shown = 0.0
+        self.cancel = threading.Event()  # set when the app closes: the load stops midway
 
     def download(self, done: int, total: int | None) -> None:
         now = time.monotonic()
@@ -70,6 +79,9 @@ class R1ChatApp(App[None]):
     # Not priority bindings: the prompt runs them in the order keys were typed (prompt.py).
     BINDINGS = [  # noqa: RUF012
         Binding("escape", "stop", "Stop"),
+        # Ctrl+C stops a reply; otherwise, pressed twice, it quits (the prompt's copy comes
+        # first when text is selected).
+        Binding("ctrl+c", "interrupt", "Stop", show=False),
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("ctrl+t", "toggle_thinking", "Thinking"),
         Binding("ctrl+o", "copy_answer", "Copy"),
@@ -117,6 +129,9 @@ class R1ChatApp(App[None]):
         self.history_error: str | None = None
         self.preset: str | None = None
         self._send_when_loaded = False
+        self._send_when_idle = False  # asked while the last reply was stopping
+        self._interrupt_at = float("-inf")  # the last Ctrl+C that did not stop a reply
+        self._load_report = LoadReport(self)
         # Held, not queried: messages that arrive while the app closes still find them.
         self.chat = ChatView(self.settings, clock=clock, drain_hz=drain_hz, id="conversation")
         self.prompt = PromptInput(id="prompt")
@@ -143,6 +158,14 @@ class R1ChatApp(App[None]):
     # --- start and end ---
 
     async def on_mount(self) -> None:
+        # SIGTERM closes the app as Ctrl+Q does: the reply so far is saved and the terminal
+        # restored. SIGHUP means the terminal is gone: save, and leave without drawing (Textual,
+        # writing its goodbye to a hung-up terminal, never finished). By default both killed
+        # the process, losing the reply.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, self.exit)
+            loop.add_signal_handler(signal.SIGHUP, self._hang_up)
         await self._open_history()
         if self.engine is not None:
             self.post_message(messages.ModelLoaded(self.engine))
@@ -154,12 +177,24 @@ class R1ChatApp(App[None]):
         self._load_engine(self._factory)
 
     def on_unmount(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
         # Quitting mid-reply: the reply's thread stops at its next token and saves what came;
-        # the store must stay open until it has.
+        # the store must stay open until it has. A model still loading stops loading.
+        self._load_report.cancel.set()
         self.chat.abandon()
         if self._owns_store and self.store is not None:
             self.store.close()
             self.store = None
+
+    def _hang_up(self) -> None:
+        self._load_report.cancel.set()
+        self.chat.abandon()
+        if self._owns_store and self.store is not None:
+            self.store.close()
+        os._exit(128 + signal.SIGHUP)
 
     def _refresh_footer(self) -> None:
         # A turn can end while the app closes, after its screens are gone.
@@ -171,7 +206,7 @@ class R1ChatApp(App[None]):
     @work(thread=True, exclusive=True, group="load")
     def _load_engine(self, factory: EngineFactory) -> None:
         try:
-            engine = factory(LoadReport(self))
+            engine = factory(self._load_report)
         except BaseException as e:  # shown in the app; the process goes on
             self.post_message(messages.ModelFailed(e))
             return
@@ -237,7 +272,10 @@ class R1ChatApp(App[None]):
                 self.notify("No model is loaded (see the error above).", severity="error")
             return
         if self.chat.busy:
-            self.notify("Still answering: Esc stops it.")
+            if self.chat.stopping:  # Esc, then the next question at once: it goes next
+                self._send_when_idle = True
+            else:
+                self.notify("Still answering: Esc stops it.")
             return
         self.prompt.clear()
         await self.chat.ask(
@@ -252,7 +290,7 @@ class R1ChatApp(App[None]):
     def on_meter(self, event: messages.Meter) -> None:
         self.status.set(tok_s=event.tok_s, ttft_s=event.ttft_s, ctx_used=event.ctx_used)
 
-    def on_turn_finished(self, event: messages.TurnFinished) -> None:
+    async def on_turn_finished(self, event: messages.TurnFinished) -> None:
         stats = event.result.stats
         stopped = event.result.finish_reason == "cancelled"
         self.status.set(
@@ -263,10 +301,17 @@ class R1ChatApp(App[None]):
         )
         self._refresh_footer()
         self._refresh_sidebar()
+        await self._send_pending()
 
-    def on_turn_failed(self, event: messages.TurnFailed) -> None:
+    async def on_turn_failed(self, event: messages.TurnFailed) -> None:
         self.status.set(state="ready")
         self._refresh_footer()
+        await self._send_pending()
+
+    async def _send_pending(self) -> None:
+        if self._send_when_idle:
+            self._send_when_idle = False
+            await self.action_send()
 
     def on_history_failed(self, event: messages.HistoryFailed) -> None:
         self.notify(f"History: {sanitize(str(event.error))}", severity="error", markup=False)
@@ -325,10 +370,7 @@ class R1ChatApp(App[None]):
         cid = event.conversation_id
         if cid != self.conversation_id or self.chat.busy:
             await self.chat.when_idle(lambda: self._open_conversation(cid))
-        self.prompt.focus()
-
-    def on_sidebar_closed(self, event: Sidebar.Closed) -> None:
-        self.prompt.focus()
+        focus_now(self.prompt)
 
     def on_sidebar_delete_asked(self, event: Sidebar.DeleteAsked) -> None:
         if event.conversation_id == self.conversation_id and self.chat.busy:
@@ -353,6 +395,17 @@ class R1ChatApp(App[None]):
     def action_newline(self) -> None:
         self.prompt.action_newline()
 
+    def action_interrupt(self) -> None:
+        if self.chat.busy:
+            self.action_stop()
+            return
+        now = time.monotonic()
+        if now - self._interrupt_at < QUIT_AGAIN_S:
+            self.exit()
+            return
+        self._interrupt_at = now
+        self.notify("Press Ctrl+C again to quit (or Ctrl+Q).", timeout=QUIT_AGAIN_S)
+
     def action_stop(self) -> None:
         if self.chat.busy:
             self.chat.stop()
@@ -367,7 +420,7 @@ class R1ChatApp(App[None]):
         if self.engine is not None:
             self.status.set(ctx_used=0, tok_s=None, ttft_s=None, state="ready")
         self._refresh_sidebar()
-        self.prompt.focus()
+        focus_now(self.prompt)
 
     def action_toggle_thinking(self) -> None:
         view = self.chat.target_turn(self.focused)
@@ -408,16 +461,16 @@ class R1ChatApp(App[None]):
         sidebar = self.sidebar
         if sidebar.is_open:
             sidebar.set_open(False)
-            self.prompt.focus()
+            focus_now(self.prompt)
             return
         sidebar.set_open(True)
         self._refresh_sidebar()
-        sidebar.conversations.focus()
+        focus_now(sidebar.conversations)
 
     def action_search_history(self) -> None:
         self.sidebar.set_open(True)
         self._refresh_sidebar()
-        self.sidebar.search_box.focus()
+        focus_now(self.sidebar.search_box)
 
     def _current(self) -> int | None:
         if self.conversation_id is None:

@@ -45,6 +45,14 @@ class LoadNote(Message):
         self.line = line
 
 
+class ContextTrimmed(Message):
+    """The oldest turns are left out of what the model is sent (`note` says so)."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__()
+        self.note = note
+
+
 class TurnStarted(Message):
     """The engine accepted the question, and it is saved (when the history is on)."""
 

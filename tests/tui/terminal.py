@@ -25,6 +25,13 @@ class Terminal:
             "-y",
             str(size[1]),
             command,
+            # Keep the pane when its program ends: what it left behind can still be read.
+            ";",
+            "set-option",
+            "-t",
+            self.socket,
+            "remain-on-exit",
+            "on",
             env=env,
         )
 
@@ -62,7 +69,12 @@ class Terminal:
         raise AssertionError(f"{text!r} did not appear on the screen:\n{seen}")
 
     def alive(self) -> bool:
-        return self.socket in self.tmux("list-sessions")
+        """Whether the program in the pane still runs."""
+        return self.show("#{pane_dead}") == "0"
+
+    def show(self, fmt: str) -> str:
+        """A tmux format about the pane: #{alternate_on}, #{pane_pid}, …"""
+        return self.tmux("display", "-p", "-t", self.target, fmt).strip()
 
     def close(self) -> None:
         self.tmux("kill-server")

@@ -25,6 +25,8 @@ from terminal import TMUX, Terminal
 pytestmark = pytest.mark.skipif(not Path(TMUX).exists(), reason="tmux is not installed")
 
 SIZE = (150, 45)
+# The status line names the backend once the model has loaded (the model's name shows before).
+LOADED = "·  CPU  ·"
 BURST_SIZES = (10, 37, 200, 800, 2000)
 WORDS = (
     "why",
@@ -103,7 +105,7 @@ def app(scripted_model: Path, tmp_path: Path) -> Iterator[tuple[Terminal, Path]]
     home.mkdir()
     term = Terminal(f"{sys.executable} -m r1chat --model {scripted_model}", app_env(home), SIZE)
     try:
-        term.wait_for("tiny-r1-scripted", 60)  # the status line, once the model has loaded
+        term.wait_for(LOADED, 60)
         yield term, home
     finally:
         term.close()

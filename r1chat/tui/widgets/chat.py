@@ -34,7 +34,7 @@ from r1chat.tui.buffer import Chunk, TurnBuffer
 from r1chat.tui.pacing import FramePacer
 from r1chat.tui.text import saved_thinking_title, thinking_title
 from r1chat.tui.widgets.message import TurnView
-from r1chat.turn import Delta, TurnDone, TurnResult, TurnStarted
+from r1chat.turn import ContextTrimmed, Delta, TurnDone, TurnResult, TurnStarted
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
@@ -158,6 +158,8 @@ class ChatView(VerticalScroll):
                     self.post_message(messages.TurnStarted(ev.prompt_tokens, conversation.id))
                 elif isinstance(ev, TurnDone):
                     result = ev.result
+                elif isinstance(ev, ContextTrimmed):
+                    self.post_message(messages.ContextTrimmed(ev.note))
             gen.buffer.close()
             assert result is not None
             self.post_message(messages.TurnFinished(result))
@@ -166,6 +168,10 @@ class ChatView(VerticalScroll):
             self.post_message(messages.TurnFailed(e))
         finally:
             gen.thread_done.set()
+
+    def on_context_trimmed(self, event: messages.ContextTrimmed) -> None:
+        if self.generation is not None:
+            self.generation.view.show_note(event.note, above=True)
 
     def on_turn_started(self, event: messages.TurnStarted) -> None:
         if self.generation is not None:
@@ -276,23 +282,17 @@ class ChatView(VerticalScroll):
         its last turn used. R1ChatError when it cannot be read."""
         store = self.store
         assert store is not None
-        saved = store.messages(cid)
+        pairs = store.exchanges(cid)
         conversation = Conversation.resume(store, cid, on_save_error=self._save_failed)
         await self.query("TurnView, #welcome").remove()
         self.conversation = conversation
-        pairs: list[tuple[str, Message | None]] = []
-        for m in saved:
-            if m.role == "user":
-                pairs.append((m.content, None))
-            elif pairs and pairs[-1][1] is None:
-                pairs[-1] = (pairs[-1][0], m)
-        views = [TurnView(q, folded=True) for q, _ in pairs]
+        views = [TurnView(q.content, folded=True) for q, _ in pairs]
         await self.mount_all(views)
         for view, (_, reply) in zip(views, pairs, strict=True):
             await self._fill_saved(view, reply)
         self.scroll_end(animate=False)
         self.anchor()
-        last = saved[-1].stats if saved and saved[-1].stats else {}
+        last = pairs[-1][1].stats if pairs and pairs[-1][1] and pairs[-1][1].stats else {}
         return int(last.get("prompt_tokens", 0)) + int(last.get("completion_tokens", 0))
 
     async def _fill_saved(self, view: TurnView, reply: Message | None) -> None:

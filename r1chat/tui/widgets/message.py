@@ -131,5 +131,10 @@ class TurnView(Vertical):
         box.border_title = "answer"
         self.mount(box)
 
-    def show_note(self, text: str, *, error: bool = False) -> None:
-        self.mount(Static(Content(text), classes="note -error" if error else "note", markup=False))
+    def show_note(self, text: str, *, error: bool = False, above: bool = False) -> None:
+        """A line under the reply (or, `above`, between the question and the reply)."""
+        note = Static(Content(text), classes="note -error" if error else "note", markup=False)
+        if above:
+            self.mount(note, after=self.query_one(".question"))
+        else:
+            self.mount(note)

@@ -1,11 +1,7 @@
 """The multi-line input: Enter sends, Ctrl+J (or Shift+Enter where delivered) adds a newline.
 
-Every key is handled in the order it was typed, here, in this widget's own message queue.
-Textual runs an app's priority bindings as soon as the app receives a key, and other bindings
-once the key has bubbled back up to the app: either can run before keys queued ahead of it reach
-the prompt, so a burst of text and Enter (a paste tool, tmux send-keys, a fast typist) sent the
-question cut short. So the app's keys are not priority bindings, and the prompt looks up and
-runs the binding of each non-printable key itself, when that key's turn comes.
+Its keys are handled in the order they were typed (r1chat.tui.keys): a burst of text and Enter
+sends all of the text.
 """
 
 from __future__ import annotations
@@ -16,8 +12,11 @@ from textual import events
 from textual.binding import Binding, BindingType
 from textual.widgets import TextArea
 
+from r1chat.sanitize import sanitize
+from r1chat.tui.keys import OrderedKeys
 
-class PromptInput(TextArea):
+
+class PromptInput(OrderedKeys, TextArea):
     """A TextArea whose Enter sends the question (the app's `send` action)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -40,20 +39,17 @@ class PromptInput(TextArea):
             "F1 help, Ctrl+P commands)",
         )
 
-    async def _on_key(self, event: events.Key) -> None:
-        if not event.is_printable:
-            active = self.screen.active_bindings.get(event.key)
-            if active is not None and active.enabled:
-                event.stop()
-                event.prevent_default()
-                await self.app.run_action(active.binding.action, active.node)
-                return
-        await super()._on_key(event)
+    async def _on_paste(self, event: events.Paste) -> None:
+        # A paste becomes typed text: no control characters or escape sequences (terminals send
+        # pasted newlines as CR). TextArea's own handler, which Textual runs next, inserts it.
+        event.text = sanitize(event.text.replace("\r\n", "\n").replace("\r", "\n"))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # An empty prompt has no line end to go to: End then reaches the app (follow the reply).
         if action == "cursor_line_end":
             return bool(self.text)
+        if action == "copy":  # nothing selected: Ctrl+C reaches the app (stop, or quit)
+            return bool(self.selected_text)
         return super().check_action(action, parameters)
 
     def action_newline(self) -> None:

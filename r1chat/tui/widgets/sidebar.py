@@ -25,6 +25,7 @@ from textual.widgets.option_list import Option
 from r1chat.errors import R1ChatError
 from r1chat.sanitize import sanitize
 from r1chat.tui.dialogs import ConfirmScreen, TextPromptScreen
+from r1chat.tui.keys import OrderedKeys, focus_now
 
 if TYPE_CHECKING:
     from r1chat.history import HistoryStore
@@ -55,7 +56,7 @@ def row_content(row: SidebarRow) -> Content:
     return Content.assemble(title, "\n", (snippet, "dim"))
 
 
-class ConversationList(OptionList):
+class ConversationList(OrderedKeys, OptionList):
     """The list itself: Enter opens, r renames, d or Delete deletes the highlighted one."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -80,11 +81,16 @@ class ConversationList(OptionList):
             self.post_message(Sidebar.DeleteAsked(cid))
 
 
+class SearchBox(OrderedKeys, Input):
+    pass
+
+
 class Sidebar(Vertical):
     """Docked at the left; hidden until toggled (`-open`, see r1chat.tcss)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Close", show=False),
+        # Closed by the app's own toggle, which gives the prompt the focus at once.
+        Binding("escape", "app.toggle_sidebar", "Close", show=False),
     ]
 
     class Open(Message):
@@ -103,14 +109,13 @@ class Sidebar(Vertical):
     class DeleteAsked(Open):
         """The user asked to delete it; `ask_delete` asks them to confirm."""
 
-    class Closed(Message):
-        pass
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.store: HistoryStore | None = None
         self.current: int | None = None  # the conversation on screen, kept highlighted
-        self.search_box = Input(placeholder="Search history…", id="sidebar-search", compact=True)
+        self.search_box = SearchBox(
+            placeholder="Search history…", id="sidebar-search", compact=True
+        )
         self.conversations = ConversationList(id="sidebar-list", compact=True)
 
     def compose(self) -> ComposeResult:
@@ -217,14 +222,10 @@ class Sidebar(Vertical):
     @on(Input.Submitted, "#sidebar-search")
     def _search_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.conversations.focus()
+        focus_now(self.conversations)
 
     @on(OptionList.OptionSelected, "#sidebar-list")
     def _selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option_id is not None:
             self.post_message(self.Open(int(event.option_id[1:])))
-
-    def action_close(self) -> None:
-        self.set_open(False)
-        self.post_message(self.Closed())

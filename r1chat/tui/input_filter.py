@@ -1,0 +1,83 @@
+"""Terminal input put right before Textual's parser reads it: pastes and Escape in bursts.
+
+Two things Textual's input parser (8.2.8) gets wrong, both seen when keys arrive in one read
+(a paste tool, tmux send-keys, a fast typist):
+
+- An ESC inside a bracketed paste is read as the start of an escape sequence: the characters
+  after it left the paste and arrived as key presses ahead of it ("pasted \\x1bc1 text" was
+  typed as "c1 text" + "pasted "). Pasted text has no business carrying escape sequences (they
+  are dropped from model text too), so ESC characters inside a paste are removed; only the
+  sequence that ends the paste keeps its ESC.
+- Escape followed in the same read by a control key (Ctrl+S, Ctrl+N, another Escape) is read
+  as Alt+that key, and the Escape is lost: "Esc, Ctrl+N, question, Enter" did not stop the
+  reply, and the question merged with the next. Such an ESC is sent on as the Escape key's
+  unambiguous kitty-protocol form, CSI 27 u. ESC before a printable key (Alt+x), a sequence
+  introducer ("[", "O") or Enter, Tab and Backspace (Alt+Enter and friends) is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from textual._xterm_parser import XTermParser
+
+ESC = "\x1b"
+ESCAPE_KEY = "\x1b[27u"
+PASTE_START = "\x1b[200~"
+PASTE_END = "\x1b[201~"
+KEEP_AFTER_ESC = "\t\n\r\x7f"
+
+
+def _control(ch: str) -> bool:
+    return (ch < " " and ch not in KEEP_AFTER_ESC) or ch == ESC
+
+
+class InputFilter:
+    """Streaming: markers split across reads are recognised; nothing outside a paste is held
+    back (a lone Escape key must not wait for the next read)."""
+
+    def __init__(self) -> None:
+        self.in_paste = False
+        self._tail = ""  # the last characters outside a paste, to spot PASTE_START
+        self._held = ""  # inside a paste: what may yet be the start of PASTE_END
+
+    def __call__(self, data: str) -> str:
+        if not self.in_paste and ESC not in data and not self._tail:
+            return data  # the common case: typed keys
+        out: list[str] = []
+        for i, ch in enumerate(data):
+            if not self.in_paste:
+                nxt = data[i + 1] if i + 1 < len(data) else ""
+                out.append(ESCAPE_KEY if ch == ESC and nxt and _control(nxt) else ch)
+                self._tail = (self._tail + ch)[-len(PASTE_START) :]
+                if self._tail == PASTE_START:
+                    self.in_paste, self._tail = True, ""
+                elif ESC not in self._tail:
+                    self._tail = ""
+                continue
+            self._held += ch
+            while self._held and not PASTE_END.startswith(self._held):
+                first, self._held = self._held[0], self._held[1:]
+                if first != ESC:
+                    out.append(first)
+            if self._held == PASTE_END:
+                out.append(PASTE_END)
+                self.in_paste, self._held = False, ""
+        return "".join(out)
+
+
+class FilteringParser(XTermParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._filter = InputFilter()
+
+    def feed(self, data: str) -> Iterable[Any]:
+        return super().feed(self._filter(data))
+
+
+def install() -> None:
+    """Use the filtering parser in Textual's terminal driver (it looks the parser up by name)."""
+    from textual.drivers import linux_driver
+
+    linux_driver.XTermParser = FilteringParser  # type: ignore[misc]
