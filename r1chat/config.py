@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from r1chat.errors import R1ChatError
+from r1chat.reasoning import DEFAULT_BUDGET_MESSAGE, DEFAULT_WAIT, LOOP_ACTIONS, ReasoningParams
 from r1chat.sampling import LIMITS, SamplingParams
+
+# A budget must leave the closing text and at least a short answer inside max_tokens.
+ANSWER_ROOM = 64
 
 APP = "r1chat"
 
@@ -74,6 +78,12 @@ class Settings:
     # Thinking pane in the TUI: "auto" (open while thinking, folded after), "open", "folded".
     thinking: str = "auto"
     theme: str = "textual-dark"
+    # Steering the thinking (r1chat.reasoning): None leaves it alone.
+    think_budget: int | None = None
+    think_min: int | None = None
+    budget_message: str = DEFAULT_BUDGET_MESSAGE
+    think_wait: str = DEFAULT_WAIT
+    on_loop: str = "answer"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_flags(self, **flags: Any) -> Settings:
@@ -85,6 +95,28 @@ class Settings:
         src = dict(self.sources)
         src.update({k: "flag" for k in given})
         return replace(self, **given, sources=src)
+
+    def reasoning_params(self) -> ReasoningParams:
+        return ReasoningParams(
+            budget=self.think_budget,
+            min_tokens=self.think_min,
+            budget_message=self.budget_message,
+            wait=self.think_wait,
+            on_loop=self.on_loop,
+        )
+
+    def check_reasoning(self) -> None:
+        """The thinking settings must leave room for an answer; one-line errors (exit 2)."""
+        b, m = self.think_budget, self.think_min
+        if b is not None and m is not None and m > b:
+            raise R1ChatError(f"--think-min ({m:,}) is larger than --think-budget ({b:,})", 2)
+        if b is not None and b + ANSWER_ROOM > self.max_tokens:
+            raise R1ChatError(
+                f"a thinking budget of {b:,} tokens leaves no room for an answer within"
+                f" --max-tokens {self.max_tokens:,}"
+                f" (keep it below {self.max_tokens - ANSWER_ROOM:,})",
+                2,
+            )
 
     def sampling_params(self) -> SamplingParams:
         return SamplingParams(
@@ -120,14 +152,30 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "thinking": (str,),
     "theme": (str,),
+    "think_budget": (int,),
+    "think_min": (int,),
+    "budget_message": (str,),
+    "think_wait": (str,),
+    "on_loop": (str,),
 }
-_CHOICES = {"thinking": ("auto", "open", "folded"), "kv_type": ("f16", "q8_0", "q4_0")}
+_CHOICES = {
+    "thinking": ("auto", "open", "folded"),
+    "kv_type": ("f16", "q8_0", "q4_0"),
+    "on_loop": LOOP_ACTIONS,
+}
 # Optional tables in the file, and the keys each may hold.
 TABLES: dict[str, tuple[str, ...]] = {
     "sampling": ("temperature", "top_p", "top_k", "max_tokens", "seed"),
     "context": ("ctx",),
     "gpu": ("gpu_layers", "flash_attn", "kv_type", "threads"),
     "tui": ("thinking", "theme"),
+    "reasoning": ("budget", "min", "budget_message", "wait", "on_loop"),
+}
+# Keys a table spells more briefly than the setting: `[reasoning] budget` is `think_budget`.
+TABLE_NAMES = {
+    ("reasoning", "budget"): "think_budget",
+    ("reasoning", "min"): "think_min",
+    ("reasoning", "wait"): "think_wait",
 }
 
 
@@ -190,9 +238,10 @@ def _flatten(data: dict[str, Any], text: str, path: Path) -> dict[str, Any]:
                         f" (it takes {', '.join(allowed)})",
                         2,
                     )
-                if sub in out:
+                name = TABLE_NAMES.get((key, str(sub))) or str(sub)
+                if name in out:
                     raise R1ChatError(f"{where(sub, key)}: {sub} is set twice", 2)
-                out[sub] = _check(sub, subvalue, where(sub, key))
+                out[name] = _check(name, subvalue, where(sub, key))
         else:
             if key in out:
                 raise R1ChatError(f"{where(key)}: {key} is set twice", 2)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from r1chat.errors import R1ChatError
 from r1chat.history import LEAF, title_from
 from r1chat.prompts import ChatMessage, history_messages
+from r1chat.reasoning import ThinkingControl
 from r1chat.sampling import SamplingParams
 from r1chat.turn import ContextTrimmed, TurnDone, TurnEvent, TurnResult, TurnStarted, run_turn
 
@@ -105,12 +106,13 @@ class Conversation:
         question: str,
         params: SamplingParams,
         cancel: threading.Event | None = None,
+        control: ThinkingControl | None = None,
     ) -> Generator[TurnEvent, None, None]:
         """Stream the reply to `question`, saving the question and the reply as they happen."""
         before = self.first
         if self.fit(engine, question, params) != before:
             yield ContextTrimmed(self.first, engine.info.n_ctx)
-        turn = run_turn(engine, self.history(), question, params, cancel)
+        turn = run_turn(engine, self.history(), question, params, cancel, control)
         finished = False
         try:
             for ev in turn:
@@ -159,4 +161,5 @@ class Conversation:
                 result.stats.to_dict(),
                 result.finish_reason,
                 parent_id=LEAF if self._question_id is None else self._question_id,
+                thinking_ended=result.thinking_ended,
             )

@@ -5,8 +5,25 @@ from __future__ import annotations
 STOPPED = "cancelled"  # the finish_reason of a reply the user stopped
 
 
-def finish_note(finish_reason: str | None, tokens: int | None = None) -> str | None:
+# How r1chat ended a thinking, for the pane's title and the notes ("model" needs no words).
+THINKING_ENDED = {
+    "budget": "budget reached",
+    "loop": "loop cut",
+    "user": "answered on request",
+}
+
+
+def thinking_note(ended: str | None) -> str | None:
+    """ "budget reached", "loop cut", "answered on request"; None when the model ended it."""
+    return THINKING_ENDED.get(ended or "")
+
+
+def finish_note(
+    finish_reason: str | None, tokens: int | None = None, thinking_ended: str | None = None
+) -> str | None:
     """The one line shown under a reply that did not end by itself, or None."""
+    if finish_reason == STOPPED and thinking_ended == "loop":
+        return 'Stopped: the thinking went round in circles (on_loop = "stop").'
     if finish_reason == STOPPED:
         return "Stopped: what came is kept."
     if finish_reason == "length":

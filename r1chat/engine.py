@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage, render_prompt, template_wants_think
+from r1chat.reasoning import Inject, ThinkingControl
 from r1chat.sampling import SamplingParams
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class Stats:
     thinking_tokens: int = 0
     answer_tokens: int = 0
     ttft_s: float = 0.0
+    thinking_s: float = 0.0  # from the first token to the end of the thinking
+    ttfa_s: float = 0.0  # time to the first answer token
     prefill_tok_s: float = 0.0
     decode_tok_s: float = 0.0
     total_s: float = 0.0
@@ -113,7 +116,12 @@ def check_fits(prompt_tokens: int, n_ctx: int) -> None:
 
 
 class Engine(Protocol):
-    """What the front ends need of a model; a remote server would be another implementation."""
+    """What the front ends need of a model; a remote server would be another implementation.
+
+    `control`, for a model that thinks, steers the thinking token by token (budget, think
+    longer, loop guard, answer now: r1chat.reasoning.ThinkingControl); with a budget of 0 the
+    prompt opens and closes the thinking itself.
+    """
 
     info: ModelInfo
 
@@ -124,6 +132,7 @@ class Engine(Protocol):
         messages: list[ChatMessage],
         params: SamplingParams,
         cancel: threading.Event | None = None,
+        control: ThinkingControl | None = None,
     ) -> Iterator[Event]: ...
 
     def close(self) -> None: ...
@@ -355,21 +364,22 @@ class LlamaEngine:
             self._pieces[token] = piece
         return piece
 
-    def render(self, messages: list[ChatMessage]) -> str:
+    def render(self, messages: list[ChatMessage], *, no_thinking: bool = False) -> str:
         return render_prompt(
             messages,
             self.template,
             bos_token=self.bos_text,
             eos_token=self.eos_text,
             force_think=self.info.thinks,
+            no_thinking=no_thinking,
             # A template adds a little around the messages: a few times what the context holds
             # is far beyond any real one.
             max_chars=4 * 4 * self.info.n_ctx,
         )
 
-    def prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:
+    def prompt_tokens(self, messages: list[ChatMessage], *, no_thinking: bool = False) -> list[int]:
         """The prompt's tokens, with BOS exactly once (the template may already emit it)."""
-        return self.with_bos(self.tokenize(self.render(messages)))
+        return self.with_bos(self.tokenize(self.render(messages, no_thinking=no_thinking)))
 
     def with_bos(self, tokens: list[int]) -> list[int]:
         """`tokens` starting with exactly one BOS when the model wants one, else none added."""
@@ -409,10 +419,15 @@ class LlamaEngine:
         messages: list[ChatMessage],
         params: SamplingParams,
         cancel: threading.Event | None = None,
+        control: ThinkingControl | None = None,
     ) -> Iterator[Event]:
         """Decode a reply to `messages`, yielding each Token and finally Done(stats)."""
         t0 = time.perf_counter()
-        return self.stream_tokens(self.prompt_tokens(messages), params, cancel, t0=t0)
+        no_thinking = control is not None and control.params.budget == 0 and self.info.thinks
+        prompt = self.prompt_tokens(messages, no_thinking=no_thinking)
+        if no_thinking or not self.info.thinks:
+            control = None
+        return self.stream_tokens(prompt, params, cancel, t0=t0, control=control)
 
     def stream_tokens(
         self,
@@ -421,8 +436,10 @@ class LlamaEngine:
         cancel: threading.Event | None = None,
         *,
         t0: float | None = None,
+        control: ThinkingControl | None = None,
     ) -> Iterator[Event]:
-        """Decode after the already tokenized `prompt`; see `stream`."""
+        """Decode after the already tokenized `prompt` (which leaves the model thinking when
+        `control` is given); see `stream`."""
         if self._ctx is None:
             raise R1ChatError("the model is closed")
         if t0 is None:
@@ -495,6 +512,9 @@ class LlamaEngine:
         finish: FinishReason = "length"
         t_first = 0.0
         n = 0
+        # While the model thinks, every token goes past `control` (one call); after, none does.
+        end_id = self.info.think_end_token
+        thinking = control is not None and end_id is not None
         try:
             while n < budget:
                 tok = sample(sampler, ctx, -1)
@@ -507,6 +527,30 @@ class LlamaEngine:
                 if end and not ignore_eos:
                     finish = "stop"
                     break
+                if thinking:
+                    assert control is not None
+                    if tok == end_id:
+                        steer = control.close_requested()
+                        thinking = steer is not None
+                    else:
+                        steer = control.token(tok)
+                    if steer is not None:
+                        if not isinstance(steer, Inject):
+                            finish = "cancelled"
+                            break
+                        forced = self.tokenize(steer.text)
+                        thinking = end_id not in forced
+                        fed = forced if steer.drop else [tok, *forced]
+                        for t in fed:
+                            n += 1
+                            yield Token(t, decoder.decode(pieces.get(t) or self._piece(t)))
+                        if (cancel is not None and cancel.is_set()) or n >= budget:
+                            finish = "cancelled" if n < budget else "length"
+                            break
+                        if self._decode(fed) != 0:
+                            break
+                        kv.extend(fed)
+                        continue
                 n += 1
                 piece = pieces.get(tok)
                 if piece is None:

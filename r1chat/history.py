@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from r1chat.endings import STOPPED, finish_note
+from r1chat.endings import STOPPED, finish_note, thinking_note
 from r1chat.errors import R1ChatError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -735,9 +735,10 @@ def export_markdown(conv: Conversation, messages: list[Message]) -> str:
             continue
         out += ["## Answer", ""]
         if m.thinking.strip():
+            how = thinking_note(m.thinking_ended)
             out += [
                 "<details>",
-                "<summary>Thinking</summary>",
+                f"<summary>Thinking ({how})</summary>" if how else "<summary>Thinking</summary>",
                 "",
                 m.thinking.strip(),
                 "",
@@ -746,7 +747,9 @@ def export_markdown(conv: Conversation, messages: list[Message]) -> str:
             ]
         if m.content.strip():
             out += [m.content.rstrip(), ""]
-        note = finish_note(m.finish_reason, (m.stats or {}).get("completion_tokens"))
+        note = finish_note(
+            m.finish_reason, (m.stats or {}).get("completion_tokens"), m.thinking_ended
+        )
         if note is not None:
             out += [f"*{note}*", ""]
     return "\n".join(out).rstrip("\n") + "\n"

@@ -14,6 +14,7 @@ from r1chat.reasoning import split_reasoning
 Role = Literal["user", "assistant", "system"]
 
 THINK_PREFIX = "<think>\n"
+EMPTY_THINKING = "\n</think>\n\n"  # after THINK_PREFIX: a thinking block opened and closed
 
 # The model card's recommended wording; instructions go in the user turn (no system prompt).
 PRESETS: dict[str, str] = {
@@ -102,11 +103,14 @@ def render_prompt(
     eos_token: str = "",
     force_think: bool | None = None,
     max_chars: int | None = None,
+    no_thinking: bool = False,
 ) -> str:
     """The prompt text for `messages` from the GGUF's own chat template, rendered sandboxed and
     bounded (r1chat.template_sandbox): at most `max_chars` characters beyond the messages' own.
 
-    For reasoning models the prompt ends with `<think>\\n` so the reply always starts thinking.
+    For reasoning models the prompt ends with `<think>\\n` so the reply always starts thinking;
+    `no_thinking` ends it with an empty thinking block, opened and closed, so the reply is the
+    answer alone (a thinking budget of 0).
     """
     from r1chat.template_sandbox import render_template
 
@@ -131,4 +135,6 @@ def render_prompt(
     if force_think and not text.endswith(THINK_PREFIX):
         text = text[: -len("<think>")] if text.endswith("<think>") else text
         text += THINK_PREFIX
+    if force_think and no_thinking:
+        text += EMPTY_THINKING
     return text

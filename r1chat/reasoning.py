@@ -6,6 +6,7 @@ Pure functions of text, no I/O: the engine, `ask`, the TUI and history all use t
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["think", "answer"]
@@ -123,3 +124,146 @@ def extract_boxed(answer: str) -> str | None:
                     break
             i += 1
     return found
+
+
+# --- steering the thinking ---------------------------------------------------------------------
+
+DEFAULT_BUDGET_MESSAGE = "Time is up, so I stop thinking here and give my answer now."
+DEFAULT_WAIT = "Wait"
+LOOP_ACTIONS = ("answer", "warn", "stop")
+Ended = Literal["model", "budget", "loop", "user"]
+
+
+@dataclass(frozen=True)
+class ReasoningParams:
+    """How the thinking is steered; the defaults leave it alone."""
+
+    budget: int | None = None  # end the thinking after this many tokens (0: no thinking at all)
+    min_tokens: int | None = None  # until this many, a close of the thinking becomes `wait`
+    budget_message: str = DEFAULT_BUDGET_MESSAGE
+    wait: str = DEFAULT_WAIT
+    on_loop: str = "answer"  # answer | warn | stop
+    loop_span: int = 32
+    loop_repeats: int = 3
+    loop_window: int = 4096
+
+    @property
+    def closing(self) -> str:
+        """What r1chat writes to end the thinking itself: the message, the tag, a blank line."""
+        return f"\n\n{self.budget_message}\n{CLOSE_TAG}\n\n"
+
+    def steers(self) -> bool:
+        return self.budget is not None or self.min_tokens is not None or self.on_loop != "warn"
+
+
+class LoopGuard:
+    """Notices thinking that repeats itself: the same span of `span` tokens seen `repeats` times,
+    no two occurrences overlapping, within the last `window` tokens.
+
+    Real reasoning repeats short phrases ("Wait, let me check"), never 32 tokens word for word
+    three times; a model caught in a loop does exactly that, whatever the cycle's length up to
+    about window / repeats. Cost per token: a rolling hash update and a dict lookup.
+    """
+
+    _MOD = (1 << 61) - 1
+    _BASE = 1_000_003
+
+    def __init__(self, span: int = 32, repeats: int = 3, window: int = 4096) -> None:
+        self.span = span
+        self.repeats = repeats
+        self.window = window
+        self._tokens: list[int] = []
+        self._hash = 0
+        self._drop = pow(self._BASE, span - 1, self._MOD)  # weight of the token leaving
+        self._seen: dict[int, list[int]] = {}  # span hash -> start positions, oldest first
+
+    def feed(self, token: int) -> bool:
+        """Add a token; True when the thinking has just been found looping."""
+        tokens = self._tokens
+        tokens.append(token)
+        n = len(tokens)
+        h = self._hash
+        if n > self.span:
+            h = (h - (tokens[n - 1 - self.span] + 1) * self._drop) % self._MOD
+        h = (h * self._BASE + token + 1) % self._MOD
+        self._hash = h
+        if n < self.span:
+            return False
+        start = n - self.span
+        starts = self._seen.get(h)
+        if starts is None:
+            self._seen[h] = [start]
+            return False
+        # Forget occurrences that left the window; keep the rest non-overlapping.
+        while starts and starts[0] < start - self.window:
+            starts.pop(0)
+        if starts and start - starts[-1] < self.span:
+            return False
+        here = tokens[start:]
+        if starts and tokens[starts[-1] : starts[-1] + self.span] != here:
+            return False  # a hash collision, not a repeat
+        starts.append(start)
+        return len(starts) >= self.repeats
+
+
+@dataclass(frozen=True)
+class Inject:
+    """Feed `text` into the context as if the model had written it; `drop` the sampled token
+    first (a close of the thinking that came too early)."""
+
+    text: str
+    drop: bool = False
+
+
+@dataclass(frozen=True)
+class StopTurn:
+    """End the reply here."""
+
+
+Steer = Inject | StopTurn
+
+
+class ThinkingControl:
+    """One turn's thinking, steered token by token: the engine reports each thinking token and
+    asks what to do when the model wants to close the thinking. Thread-safe for `answer_now`,
+    which the UI calls while the engine runs."""
+
+    def __init__(self, params: ReasoningParams) -> None:
+        self.params = params
+        self.tokens = 0  # thinking tokens the model sampled (not what r1chat injected)
+        self.ended: Ended | None = None
+        self.looping = False  # the guard found a loop (on_loop = "warn" goes on regardless)
+        self._user = False
+        self._guard = LoopGuard(params.loop_span, params.loop_repeats, params.loop_window)
+
+    def answer_now(self) -> None:
+        """The user asked for the answer: the thinking ends at the next token."""
+        self._user = True
+
+    def token(self, key: int) -> Steer | None:
+        """A thinking token was sampled (`key`: its id, or a stand-in for engines without ids)."""
+        self.tokens += 1
+        p = self.params
+        if self._user:
+            return self._end("user")
+        if p.budget is not None and self.tokens >= p.budget:
+            return self._end("budget")
+        if not self.looping and self._guard.feed(key):
+            self.looping = True
+            if p.on_loop == "answer":
+                return self._end("loop")
+            if p.on_loop == "stop":
+                self.ended = "loop"
+                return StopTurn()
+        return None
+
+    def close_requested(self) -> Steer | None:
+        """The model sampled the end of the thinking: allow it (None) or make it think on."""
+        if self.params.min_tokens is not None and self.tokens < self.params.min_tokens:
+            return Inject(self.params.wait, drop=True)
+        self.ended = "model"
+        return None
+
+    def _end(self, how: Ended) -> Inject:
+        self.ended = how
+        return Inject(self.params.closing)

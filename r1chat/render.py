@@ -10,13 +10,14 @@ import sys
 import time
 from typing import IO, Any, Protocol
 
-from r1chat.endings import finish_note
+from r1chat.endings import finish_note, thinking_note
 from r1chat.sanitize import StreamSanitizer, safe_json
-from r1chat.turn import TurnResult
+from r1chat.turn import ThinkingEnded, TurnResult
 
 
 class Renderer(Protocol):
     def think(self, text: str) -> None: ...
+    def thinking_ended(self, ended: ThinkingEnded) -> None: ...
     def answer(self, text: str) -> None: ...
     def finish(self, result: TurnResult) -> None: ...
 
@@ -28,10 +29,14 @@ def stats_line(result: TurnResult) -> str:
         f"thinking {s.thinking_tokens} tok",
         f"answer {s.answer_tokens} tok",
         f"ttft {s.ttft_s:.2f} s",
+        f"thinking {s.thinking_s:.2f} s",
+        f"first answer token {s.ttfa_s:.2f} s",
         f"{s.decode_tok_s:.1f} tok/s",
         f"seed {s.seed}",
         s.finish_reason,
     ]
+    if result.thinking_ended is not None:
+        parts.append(f"thinking ended by {result.thinking_ended}")
     return " · ".join(parts)
 
 
@@ -44,6 +49,9 @@ class PlainRenderer:
         self._clean = StreamSanitizer()
 
     def think(self, text: str) -> None:
+        pass
+
+    def thinking_ended(self, ended: ThinkingEnded) -> None:
         pass
 
     def answer(self, text: str) -> None:
@@ -65,6 +73,9 @@ class JsonRenderer:
         self.out = out
 
     def think(self, text: str) -> None:
+        pass
+
+    def thinking_ended(self, ended: ThinkingEnded) -> None:
         pass
 
     def answer(self, text: str) -> None:
@@ -115,6 +126,13 @@ class TerminalRenderer:
         out.write(text)
         out.flush()
         self._think_tail = (self._think_tail + text)[-2:]
+
+    def thinking_ended(self, ended: ThinkingEnded) -> None:
+        """When r1chat ended the thinking (a budget, a loop, a request), say so after it."""
+        how = thinking_note(ended.how)
+        if how is not None and self.show_think and self._thinking:
+            self.console.file.write(f"\n[thinking ended: {how}]")
+            self._think_tail = "]"
 
     def _end_thinking(self) -> None:
         if self._status is not None:
@@ -191,8 +209,12 @@ class TerminalRenderer:
             tail = self._answer[self._printed :]
             if tail.strip():
                 self._print_blocks(self.console, tail)
-        note = finish_note(result.finish_reason, result.stats.completion_tokens)
-        if note is not None and result.finish_reason == "length":
+        note = finish_note(
+            result.finish_reason, result.stats.completion_tokens, result.thinking_ended
+        )
+        if note is not None and (
+            result.finish_reason == "length" or result.thinking_ended == "loop"
+        ):
             self.console.print(note, style="yellow", markup=False)
 
 

@@ -34,6 +34,8 @@ LIMITS: dict[str, tuple[float | None, float | None]] = {
     "gpu_layers": (0, None),
     # More threads than cores only slow llama.cpp down; 100,000 made it crash.
     "threads": (1, 4 * (os.cpu_count() or 1)),
+    "think_budget": (0, None),
+    "think_min": (1, None),
 }
 
 

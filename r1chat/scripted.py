@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 from r1chat.engine import Done, Event, ModelInfo, Started, Stats, Token, check_fits
 from r1chat.prompts import ChatMessage
+from r1chat.reasoning import CLOSE_TAG, Inject, ThinkingControl
 from r1chat.sampling import SamplingParams
 
 _PIECES = re.compile(r"\s*\S{1,4}|\s+")
@@ -58,17 +59,26 @@ class ScriptedEngine:
         messages: list[ChatMessage],
         params: SamplingParams,
         cancel: threading.Event | None = None,
+        control: ThinkingControl | None = None,
     ) -> Iterator[Event]:
         self.requests.append(list(messages))
         text = self._reply(messages) if callable(self._reply) else self._reply
-        return self._run(split_pieces(text), params, cancel, self.count_tokens(messages))
+        thought, tag, answer = text.partition(CLOSE_TAG)
+        if not self.info.thinks or not tag:
+            control = None
+        elif control is not None and control.params.budget == 0:
+            thought, tag, answer, control = "", "", answer.lstrip("\n"), None
+        # The closing tag is one piece, as it is one token in the R1 vocabulary.
+        script = (split_pieces(thought), [tag] if tag else [], split_pieces(answer))
+        return self._run(script, params, cancel, self.count_tokens(messages), control)
 
     def _run(
         self,
-        pieces: list[str],
+        script: tuple[list[str], list[str], list[str]],
         params: SamplingParams,
         cancel: threading.Event | None,
         n_prompt: int,
+        control: ThinkingControl | None,
     ) -> Iterator[Event]:
         t0 = time.perf_counter()
         check_fits(n_prompt, self.info.n_ctx)
@@ -80,7 +90,17 @@ class ScriptedEngine:
         finish = "stop"
         n = 0
         t_first = 0.0
-        for n, piece in enumerate(pieces[: params.max_tokens], 1):
+        thought, tag, answer = script
+        queue = [*thought, *tag, *answer]
+        thinking = control is not None
+        i = 0
+        while i < len(queue):
+            piece = queue[i]
+            i += 1
+            if n >= params.max_tokens:
+                finish = "length"
+                break
+            n += 1
             if n == 1:
                 t_first = time.perf_counter()
             elif interval:
@@ -88,13 +108,25 @@ class ScriptedEngine:
                 ahead = t_first + (n - 1) * interval - time.perf_counter()
                 if ahead > 0:
                     time.sleep(ahead)
+            if thinking:
+                assert control is not None
+                steer = control.close_requested() if piece == CLOSE_TAG else control.token(n)
+                thinking = not (piece == CLOSE_TAG and steer is None)  # the model closed it
+                if isinstance(steer, Inject):
+                    # What the model would write after the injected text: the scripted answer.
+                    forced = split_pieces(steer.text)
+                    queue = [*([] if steer.drop else [piece]), *forced, *answer]
+                    thinking = CLOSE_TAG not in steer.text
+                    i = 0
+                    n -= 1
+                    continue
+                if steer is not None:
+                    finish = "cancelled"
+                    break
             yield Token(n, piece)
             if cancel is not None and cancel.is_set():
                 finish = "cancelled"
                 break
-        else:
-            if len(pieces) > params.max_tokens:
-                finish = "length"
         t_end = time.perf_counter()
         stats.completion_tokens = n
         stats.finish_reason = finish  # type: ignore[assignment]

@@ -23,18 +23,30 @@ def _build_models() -> dict[str, Path]:
     stamp = MODELS / f"v{tiny_models.BUILD_VERSION}"
     noise = MODELS / "tiny-r1-noise.gguf"
     scripted = MODELS / "tiny-r1-scripted.gguf"
-    if stamp.exists() and noise.exists() and scripted.exists():
-        return {"noise": noise, "scripted": scripted}
+    looping = MODELS / "tiny-r1-loop.gguf"
+    built = {"noise": noise, "scripted": scripted, "loop": looping}
+    if stamp.exists() and all(p.exists() for p in built.values()):
+        return built
     meta = tiny_models.load_meta()
     tiny_models.build_noise(noise, meta)
     from r1chat.engine import LlamaEngine, LoadOptions
 
     eng = LlamaEngine(noise, LoadOptions(n_ctx=256))
-    script = [*eng.tokenize("\n"), *eng.tokenize(tiny_models.SCRIPT_TEXT), eng.eos_id]
+    newline = eng.tokenize("\n")
+    script = [*newline, *eng.tokenize(tiny_models.SCRIPT_TEXT), eng.eos_id]
+    closing = eng.tokenize("</think>\n\n")
+    pairs = tiny_models.loop_pairs(
+        eng.tokenize(tiny_models.LOOP_THINKING),
+        newline[0],
+        closing[-1],
+        eng.tokenize(tiny_models.LOOP_ANSWER),
+        eng.eos_id,
+    )
     eng.close()
     tiny_models.build_scripted(scripted, meta, script)
+    tiny_models.build_bigrams(looping, meta, pairs, "tiny-r1-loop")
     stamp.touch()
-    return {"noise": noise, "scripted": scripted}
+    return built
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +64,13 @@ def noise_model(tiny_models_paths: dict[str, Path]) -> Path:
 def scripted_model(tiny_models_paths: dict[str, Path]) -> Path:
     """Replies to any R1 prompt with exactly tiny_models.SCRIPT_TEXT, then EOS."""
     return tiny_models_paths["scripted"]
+
+
+@pytest.fixture(scope="session")
+def loop_model(tiny_models_paths: dict[str, Path]) -> Path:
+    """Thinks tiny_models.LOOP_THINKING round and round; after r1chat's closing text it answers
+    tiny_models.LOOP_ANSWER."""
+    return tiny_models_paths["loop"]
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ models are 2 layers of width 64, so they load in well under a second and decode 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,20 @@ N_FF = 128
 N_HEAD = 4
 N_HEAD_KV = 2
 N_LAYER = 2
-BUILD_VERSION = 3
+BUILD_VERSION = 4
 
 # What the scripted model "thinks" and answers. The rare CJK character is split across several
 # byte tokens, which exercises UTF-8-safe streaming.
 SCRIPT_THINKING = "Two plus two makes four.\n"
 SCRIPT_ANSWER = "So the answer is **four**: $\\boxed{4}$ 龘"
 SCRIPT_TEXT = f"{SCRIPT_THINKING}</think>\n\n{SCRIPT_ANSWER}"
+# What the looping model thinks, round and round (every token in it distinct), and answers once
+# r1chat ends the thinking.
+LOOP_THINKING = (
+    "Hmm; wait. Let me check this once more: maybe three plus one gives four, yet perhaps I"
+    " misread what they asked - so"
+)
+LOOP_ANSWER = "The answer is 4"
 
 
 def header_part() -> Path:
@@ -142,9 +150,17 @@ def build_noise(path: Path, meta: dict, seed: int = 1) -> None:
 
 def build_scripted(path: Path, meta: dict, script: list[int], seed: int = 2) -> None:
     """`script`: the last prompt token, then every token of the reply, ending with EOS."""
-    chain = script[:-1]
-    if len(set(chain)) != len(chain) or len(chain) > N_EMBD:
-        raise ValueError("script tokens must be distinct and at most N_EMBD")
+    build_bigrams(path, meta, list(itertools.pairwise(script)), "tiny-r1-scripted", seed)
+
+
+def build_bigrams(
+    path: Path, meta: dict, pairs: list[tuple[int, int]], name: str, seed: int = 2
+) -> None:
+    """A model that, after token a, writes token b for each (a, b): the layers add nothing to
+    the residual stream, each a has a one-hot embedding and the output maps it to b."""
+    froms = [a for a, _ in pairs]
+    if len(set(froms)) != len(froms) or len(froms) > N_EMBD:
+        raise ValueError("each token may lead to one next token; at most N_EMBD of them")
     rng = np.random.default_rng(seed)
     n_vocab = len(meta["tokenizer.ggml.tokens"])
     t = _random_tensors(rng, n_vocab)
@@ -153,12 +169,24 @@ def build_scripted(path: Path, meta: dict, script: list[int], seed: int = 2) -> 
         t[f"blk.{i}.ffn_down.weight"][:] = 0
     emb = t["token_embd.weight"]
     out = np.zeros((n_vocab, N_EMBD), np.float16)
-    for i, tok in enumerate(chain):
-        emb[tok] = 0
-        emb[tok, i] = 1.0
-        out[script[i + 1], i] = 10.0
+    for i, (a, b) in enumerate(pairs):
+        emb[a] = 0
+        emb[a, i] = 1.0
+        out[b, i] = 10.0
     t["output.weight"] = out
-    _write(path, meta, t, "tiny-r1-scripted")
+    _write(path, meta, t, name)
+
+
+def loop_pairs(
+    cycle: list[int], start: int, after_close: int, answer: list[int], eos: int
+) -> list[tuple[int, int]]:
+    """A thinking that goes round `cycle` forever from `start`; once r1chat writes the closing
+    text (ending in `after_close`), the reply is `answer` and EOS."""
+    pairs = [(start, cycle[0])]
+    pairs += [(a, b) for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True)]
+    chain = [after_close, *answer, eos]
+    pairs += list(itertools.pairwise(chain))
+    return pairs
 
 
 def load_meta() -> dict:

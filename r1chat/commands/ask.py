@@ -19,6 +19,8 @@ from r1chat.commands.options import (
     ModelOpt,
     SeedOpt,
     TempOpt,
+    ThinkBudgetOpt,
+    ThinkMinOpt,
     TopPOpt,
 )
 from r1chat.errors import R1ChatError
@@ -64,6 +66,8 @@ def ask(
     ctx: CtxOpt = None,
     gpu_layers: GpuOpt = None,
     seed: SeedOpt = None,
+    think_budget: ThinkBudgetOpt = None,
+    think_min: ThinkMinOpt = None,
     no_save: Annotated[
         bool, typer.Option("--no-save", help="Do not save this exchange in the history")
     ] = False,
@@ -91,7 +95,10 @@ def ask(
             ctx=ctx,
             gpu_layers=gpu_layers,
             seed=seed,
+            think_budget=think_budget,
+            think_min=think_min,
         )
+        settings.check_reasoning()
         from r1chat.commands.process import stdout_closed
 
         if stdout_closed():
@@ -207,21 +214,31 @@ def run_ask(
 ) -> int:
     """Stream the answer; 0, or 128 + the signal that stopped it (what came is kept)."""
     from r1chat.conversation import Conversation
+    from r1chat.reasoning import ThinkingControl
     from r1chat.render import make_renderer, stats_line
-    from r1chat.turn import ContextTrimmed, Delta, TurnDone
+    from r1chat.turn import ContextTrimmed, Delta, LoopNoticed, ThinkingEnded, TurnDone
 
     chat = chat or Conversation()
     stop = stop or Interrupts()
     renderer = make_renderer(json_out=json_out, show_think=show_think)
     result = None
+    steered = [k for k in ("think_budget", "think_min") if settings.source(k) != "default"]
+    if steered and not engine.info.thinks:
+        names = " and ".join(k.replace("_", "-") for k in steered)
+        sys.stderr.write(f"r1chat: note: {engine.info.name} does not think: {names} do nothing\n")
+    control = ThinkingControl(settings.reasoning_params())
     with stop.deferred() as cancel:
-        events = chat.ask(engine, question, settings.sampling_params(), cancel)
+        events = chat.ask(engine, question, settings.sampling_params(), cancel, control)
         try:
             for ev in events:
                 if isinstance(ev, Delta):
                     (renderer.think if ev.kind == "think" else renderer.answer)(ev.text)
                 elif isinstance(ev, TurnDone):
                     result = ev.result
+                elif isinstance(ev, ThinkingEnded):
+                    renderer.thinking_ended(ev)
+                elif isinstance(ev, LoopNoticed):
+                    sys.stderr.write("r1chat: note: the thinking repeats itself\n")
                 elif isinstance(ev, ContextTrimmed):
                     sys.stderr.write(f"r1chat: {ev.note}\n")
             assert result is not None

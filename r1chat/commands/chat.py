@@ -15,6 +15,8 @@ from r1chat.commands.options import (
     ModelOpt,
     SeedOpt,
     TempOpt,
+    ThinkBudgetOpt,
+    ThinkMinOpt,
     TopPOpt,
 )
 from r1chat.errors import R1ChatError
@@ -50,6 +52,8 @@ def chat(
     ctx_size: CtxOpt = None,
     gpu_layers: GpuOpt = None,
     seed: SeedOpt = None,
+    think_budget: ThinkBudgetOpt = None,
+    think_min: ThinkMinOpt = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -73,7 +77,10 @@ def chat(
             ctx=ctx_size,
             gpu_layers=gpu_layers,
             seed=seed,
+            think_budget=think_budget,
+            think_min=think_min,
         )
+        settings.check_reasoning()
         run_app(settings, resume=resume, continue_latest=continue_)
 
 

@@ -18,7 +18,7 @@ import typer
 
 from r1chat.commands import sub_app
 from r1chat.commands.options import ID_RANGE
-from r1chat.endings import finish_note
+from r1chat.endings import finish_note, thinking_note
 from r1chat.sanitize import safe_json
 
 if TYPE_CHECKING:
@@ -103,10 +103,15 @@ def render_text(conv: Conversation, messages: list[Message], *, think: bool) -> 
         out.append("── r1 " + "─" * 41)
         if think and m.thinking.strip():
             out += ["│ " + line for line in m.thinking.strip().splitlines()]
+            how = thinking_note(m.thinking_ended)
+            if how:
+                out.append(f"│ [thinking ended: {how}]")
             out.append("")
         if m.content.strip():
             out.append(m.content.rstrip())
-        note = finish_note(m.finish_reason, (m.stats or {}).get("completion_tokens"))
+        note = finish_note(
+            m.finish_reason, (m.stats or {}).get("completion_tokens"), m.thinking_ended
+        )
         if note is not None:
             out.append(f"({note})")
         out.append("")

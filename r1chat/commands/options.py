@@ -51,6 +51,24 @@ GpuOpt = Annotated[
         **limit("gpu_layers"),
     ),
 ]
+ThinkBudgetOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--think-budget",
+        help="End the thinking after this many tokens and answer (0: no thinking)"
+        " [env R1CHAT_THINK_BUDGET]",
+        **limit("think_budget"),
+    ),
+]
+ThinkMinOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--think-min",
+        help="Think at least this many tokens: an earlier end of the thinking becomes"
+        " 'Wait' [env R1CHAT_THINK_MIN]",
+        **limit("think_min"),
+    ),
+]
 SeedOpt = Annotated[
     int | None,
     typer.Option("--seed", help="Fixed seed (default: fresh per request)", **limit("seed")),

@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -27,7 +28,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Footer, Static
 
-from r1chat.config import Settings
+from r1chat.config import ANSWER_ROOM, Settings
 from r1chat.engine import Engine
 from r1chat.errors import R1ChatError
 from r1chat.history import HistoryStore
@@ -35,6 +36,7 @@ from r1chat.prompts import PRESETS, apply_preset
 from r1chat.sanitize import sanitize
 from r1chat.tui import messages
 from r1chat.tui.commands import R1ChatCommands
+from r1chat.tui.dialogs import TextPromptScreen
 from r1chat.tui.help import HelpScreen
 from r1chat.tui.keys import focus_now
 from r1chat.tui.text import last_code_block
@@ -89,6 +91,8 @@ class R1ChatApp(App[None]):
         Binding("f2", "preset('math')", "Math"),
         Binding("f3", "preset('code')", "Code"),
         Binding("f4", "preset('logic')", "Logic"),
+        Binding("ctrl+g", "answer_now", "Answer now"),
+        Binding("f8", "think_budget", "Budget", show=False),
         Binding("f1", "help", "Help"),
         # The prompt's End (line end) comes first while it holds text (PromptInput.check_action).
         Binding("end", "follow", "Follow", show=False),
@@ -128,6 +132,7 @@ class R1ChatApp(App[None]):
         self.load_error: str | None = None
         self.history_error: str | None = None
         self.preset: str | None = None
+        self.reasoning = self.settings.reasoning_params()  # F8 changes its budget
         self._send_when_loaded = False
         self._send_when_idle = False  # asked while the last reply was stopping
         self._interrupt_at = float("-inf")  # the last Ctrl+C that did not stop a reply
@@ -231,7 +236,12 @@ class R1ChatApp(App[None]):
             gpu_layers=info.n_gpu_layers,
             n_layers=info.n_layers,
             ctx_total=info.n_ctx,
+            budget=self.reasoning.budget if info.thinks else None,
         )
+        steered = [k for k in ("think_budget", "think_min") if self.settings.source(k) != "default"]
+        if steered and not info.thinks:
+            names = " and ".join(k.replace("_", "-") for k in steered)
+            self._note(f"{sanitize(info.name)} does not think: {names} do nothing.")
         if self._send_when_loaded:
             self._send_when_loaded = False
             await self.action_send()
@@ -279,7 +289,7 @@ class R1ChatApp(App[None]):
             return
         self.prompt.clear()
         await self.chat.ask(
-            apply_preset(text.strip(), self.preset), self.settings.sampling_params()
+            apply_preset(text.strip(), self.preset), self.settings.sampling_params(), self.reasoning
         )
         self.status.set(state="generating", tok_s=None, ttft_s=None)
         self._refresh_footer()  # Esc (Stop) shows in the footer only while a reply runs
@@ -288,12 +298,15 @@ class R1ChatApp(App[None]):
         self._refresh_sidebar()  # a new conversation gets its row once the question is saved
 
     def on_meter(self, event: messages.Meter) -> None:
-        self.status.set(tok_s=event.tok_s, ttft_s=event.ttft_s, ctx_used=event.ctx_used)
+        self.status.set(
+            tok_s=event.tok_s, ttft_s=event.ttft_s, ctx_used=event.ctx_used, thinking=event.thinking
+        )
 
     async def on_turn_finished(self, event: messages.TurnFinished) -> None:
         stats = event.result.stats
         stopped = event.result.finish_reason == "cancelled"
         self.status.set(
+            thinking=False,
             state="stopped" if stopped else "ready",
             tok_s=stats.decode_tok_s or None,
             ttft_s=stats.ttft_s,
@@ -449,6 +462,41 @@ class R1ChatApp(App[None]):
         self.preset = None if self.preset == name else name
         self.status.set(preset=self.preset)
         self.prompt.border_title = f"preset: {self.preset}" if self.preset else None
+
+    def action_answer_now(self) -> None:
+        if not self.chat.answer_now():
+            self.notify("Nothing is thinking right now.")
+
+    def action_think_budget(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return
+        current = "" if self.reasoning.budget is None else str(self.reasoning.budget)
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            text = text.strip().replace(",", "").replace("_", "")
+            if not text:
+                budget = None
+            elif text.isdigit() and int(text) + ANSWER_ROOM <= self.settings.max_tokens:
+                budget = int(text)
+            else:
+                self.notify(
+                    f"A budget is a number of tokens below "
+                    f"{self.settings.max_tokens - ANSWER_ROOM:,} (max_tokens), or empty.",
+                    severity="error",
+                )
+                return
+            self.reasoning = replace(self.reasoning, budget=budget)
+            self.status.set(budget=budget)
+
+        self.push_screen(
+            TextPromptScreen(
+                "Thinking budget for the next questions, in tokens (0: no thinking; empty: none):",
+                current,
+            ),
+            done,
+        )
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

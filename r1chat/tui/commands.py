@@ -49,6 +49,18 @@ COMMANDS: tuple[Command, ...] = (
         "F4",
     ),
     Command(
+        "Answer now",
+        "End the thinking of the reply running: the answer follows",
+        "answer_now",
+        "Ctrl+G",
+    ),
+    Command(
+        "Thinking budget",
+        "Set the thinking budget of the next questions (0: no thinking)",
+        "think_budget",
+        "F8",
+    ),
+    Command(
         "History sidebar", "Show or hide the saved conversations", "toggle_sidebar", "Ctrl+S / F5"
     ),
     Command(

@@ -13,7 +13,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from r1chat.engine import Engine
     from r1chat.errors import R1ChatError
-    from r1chat.turn import TurnResult
+    from r1chat.turn import ThinkingEnded, TurnResult
 
 
 class ModelLoaded(Message):
@@ -43,6 +43,18 @@ class LoadNote(Message):
     def __init__(self, line: str) -> None:
         super().__init__()
         self.line = line
+
+
+class ThinkingOver(Message):
+    """The thinking ended (`ended.how`: by the model, or r1chat ended it)."""
+
+    def __init__(self, ended: ThinkingEnded) -> None:
+        super().__init__()
+        self.ended = ended
+
+
+class ThinkingLoops(Message):
+    """The thinking repeats itself (on_loop = "warn": it goes on)."""
 
 
 class ContextTrimmed(Message):
@@ -89,8 +101,11 @@ class HistoryFailed(Message):
 class Meter(Message):
     """Live figures of the reply in progress, for the status line (a few a second)."""
 
-    def __init__(self, tok_s: float | None, ttft_s: float | None, ctx_used: int) -> None:
+    def __init__(
+        self, tok_s: float | None, ttft_s: float | None, ctx_used: int, thinking: bool = False
+    ) -> None:
         super().__init__()
         self.tok_s = tok_s
         self.ttft_s = ttft_s
         self.ctx_used = ctx_used
+        self.thinking = thinking  # the speed is the thinking's

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 # Leave the alternate screen, show the cursor, stop mouse and focus reports, bracketed paste and
 # the kitty keyboard protocol, reset colours: what Textual turns on.
@@ -44,11 +45,7 @@ def guard_terminal() -> Callable[[], None]:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
                 signal.signal(sig, signal.SIG_IGN)
             if not os.read(read_end, 1):  # end of file: the app died without a goodbye
-                # The app led the terminal's session, so its death hung up every descriptor
-                # it shared: open the terminal afresh.
-                tty = os.open(tty_name, os.O_WRONLY | os.O_NOCTTY)
-                os.write(tty, RESTORE)
-                termios.tcsetattr(tty, termios.TCSANOW, settings)
+                _restore(fd, tty_name, settings)
         finally:
             os._exit(0)
     os.close(read_end)
@@ -61,3 +58,17 @@ def guard_terminal() -> Callable[[], None]:
             os.waitpid(pid, 0)
 
     return release
+
+
+def _restore(fd: int, tty_name: str, settings: list[Any]) -> None:
+    import termios
+
+    try:  # the usual case: the app ran from a shell, which still holds the terminal
+        os.write(fd, RESTORE)
+        termios.tcsetattr(fd, termios.TCSANOW, settings)
+    except OSError:
+        # The app led the terminal's session, so its death hung up every descriptor it shared:
+        # open the terminal afresh (a race with the terminal closing, which it may lose).
+        tty = os.open(tty_name, os.O_WRONLY | os.O_NOCTTY)
+        os.write(tty, RESTORE)
+        termios.tcsetattr(tty, termios.TCSANOW, settings)

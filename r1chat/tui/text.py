@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from r1chat.endings import thinking_note
+
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})[^\n]*\n", re.MULTILINE)
 
 
@@ -23,13 +25,22 @@ def tokens(n: int) -> str:
     return f"{count(n)} token" + ("" if n == 1 else "s")
 
 
-def thinking_title(state: str, elapsed_s: float, n_tokens: int) -> str:
-    """The thinking pane's title: live while it streams, a summary once it is over."""
+def thinking_title(
+    state: str,
+    elapsed_s: float,
+    n_tokens: int,
+    *,
+    budget: int | None = None,
+    ended: str | None = None,
+) -> str:
+    """The thinking pane's title: live while it streams ("Thinking… 12s · 1,234 / 4,096
+    tokens" with a budget), a summary once it is over, saying how r1chat ended it if it did."""
     if state == "thinking":
-        return f"Thinking… {seconds(elapsed_s)} · {tokens(n_tokens)}"
-    if state == "stopped":
-        return f"Stopped after {seconds(elapsed_s)} · {tokens(n_tokens)}"
-    return f"Thought for {seconds(elapsed_s)} · {tokens(n_tokens)}"
+        done = f"{count(n_tokens)} / {tokens(budget)}" if budget else tokens(n_tokens)
+        return f"Thinking… {seconds(elapsed_s)} · {done}"
+    verb = "Stopped after" if state == "stopped" else "Thought for"
+    how = thinking_note(ended)
+    return f"{verb} {seconds(elapsed_s)} · {tokens(n_tokens)}" + (f" · {how}" if how else "")
 
 
 def last_code_block(markdown: str) -> str | None:
@@ -50,7 +61,9 @@ def last_code_block(markdown: str) -> str | None:
     return blocks[-1].removesuffix("\n")
 
 
-def saved_thinking_title(stopped: bool, n_tokens: int) -> str:
+def saved_thinking_title(stopped: bool, n_tokens: int, ended: str | None = None) -> str:
     """The pane title of a turn shown from the history (how long it took is not kept)."""
     verb = "Stopped" if stopped else "Thought"
-    return f"{verb} · {tokens(n_tokens)}" if n_tokens else verb
+    title = f"{verb} · {tokens(n_tokens)}" if n_tokens else verb
+    how = thinking_note(ended)
+    return f"{title} · {how}" if how else title

@@ -421,3 +421,49 @@ async def test_end_follows_the_reply_from_an_empty_prompt_and_ends_the_line_othe
         app.chat.anchor(False)
         await pilot.press(*"abc", "home", "end", "d")
         assert app.prompt.text == "abcd" and not app.chat.is_anchored
+
+
+async def test_the_thinking_meter_counts_toward_the_budget_and_says_how_it_ended() -> None:
+    clock = FrozenClock()
+    engine = GatedEngine(REPLY, pause_after=3)
+    app = R1ChatApp(Settings(think_budget=6), engine=engine, clock=clock)
+    async with app.run_test(size=WIDE) as pilot:
+        assert "thinking budget 6" in str(app.status.content)
+        view = await ask(pilot, app, "q")
+        clock.t += 4
+        await wait_until(lambda: engine.paused.is_set(), pilot)
+        await wait_until(lambda: str(view.pane.title) == "Thinking… 4s · 3 / 6 tokens", pilot)
+        engine.gate.set()
+        await wait_until(lambda: idle(app), pilot)
+        title = str(view.pane.title)
+        assert title.startswith("Thought for 4s · ") and title.endswith("· budget reached")
+        assert markdown_source(view) == ANSWER  # the answer follows the budget's closing text
+        assert "Time is up" in view.thinking
+
+
+async def test_f8_sets_the_budget_of_the_next_questions() -> None:
+    engine = ScriptedEngine(REPLY)
+    app = R1ChatApp(engine=engine)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("f8")
+        await wait_until(lambda: app.screen.query("#dialog-input"), pilot)
+        await pilot.press(*"1,024", "enter")
+        await wait_until(lambda: app.reasoning.budget == 1024, pilot)
+        assert "thinking budget 1,024" in str(app.status.content)
+        await pilot.press("f8")
+        await wait_until(lambda: app.screen.query("#dialog-input"), pilot)
+        app.screen.query_one("#dialog-input").value = "0"  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(lambda: app.reasoning.budget == 0, pilot)
+        assert "no thinking" in str(app.status.content)
+        view = await ask(pilot, app, "q")
+        await wait_until(lambda: idle(app), pilot)
+        assert view.thinking == "" and markdown_source(view) == ANSWER
+
+
+async def test_ctrl_g_with_nothing_thinking_says_so() -> None:
+    app = R1ChatApp(engine=ScriptedEngine(REPLY))
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert any("Nothing is thinking" in str(n.message) for n in app._notifications)

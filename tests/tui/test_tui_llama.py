@@ -45,3 +45,21 @@ async def test_real_model_streams_exact_thinking_and_answer(
         )
         assert app.chat.conversation.exchanges[1][1] == SCRIPT_ANSWER
     app.engine.close()  # type: ignore[union-attr]
+
+
+async def test_answer_now_on_real_llama_cpp(noise_model: Path, r1home: Path) -> None:
+    from r1chat.loading import load_engine
+
+    settings = Settings(model=str(noise_model), ctx=2048, max_tokens=400, thinking="open")
+    app = R1ChatApp(settings, engine_factory=lambda report: load_engine(settings))
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_until(lambda: app.engine is not None, pilot, timeout=60)
+        await pilot.press(*"q", "enter")
+        await wait_until(lambda: app.query(TurnView) and app.query_one(TurnView).thinking, pilot)
+        await pilot.press("ctrl+g")
+        await wait_until(lambda: not app.chat.busy, pilot, timeout=60)
+        view = app.query_one(TurnView)
+        assert str(view.pane.title).endswith("· answered on request")
+        assert "Time is up" in view.thinking and view.answer
+        assert app.chat.conversation.exchanges[-1][1]  # saved as written (shown sanitised)
+    app.engine.close()  # type: ignore[union-attr]

@@ -36,7 +36,7 @@ def app_pid(term: Terminal) -> int:
     """The r1chat process in the pane: the pane's own, or its child when a shell runs it."""
     pid = int(term.show("#{pane_pid}"))
     for _ in range(3):
-        if b"r1chat" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        if b"\0-m\0r1chat\0" in Path(f"/proc/{pid}/cmdline").read_bytes():
             return pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         pid = int(children[0])
@@ -79,14 +79,24 @@ def test_fast_keys_while_a_reply_streams_keep_questions_apart(
 
 
 def test_the_terminal_is_given_back_when_the_app_is_killed(
-    noise_app: tuple[Terminal, Path],
+    noise_model: Path, tmp_path: Path
 ) -> None:
-    term, _home = noise_app
-    assert term.show("#{alternate_on}") == "1" and term.show("#{mouse_any_flag}") == "1"
-    os.kill(app_pid(term), signal.SIGKILL)
-    wait_until(lambda: not term.alive(), 15, "the app to die")
-    wait_until(lambda: term.show("#{alternate_on}") == "0", 15, "the main screen")
-    assert term.show("#{mouse_any_flag}#{mouse_button_flag}#{mouse_sgr_flag}") == "000"
+    # Run from a shell, as a user does: when the app itself leads the terminal's session (the
+    # pane's own program), its death hangs the terminal up and tmux may close the pane before
+    # anyone can write to it.
+    env = app_env(tmp_path, R1CHAT_MAX_TOKENS="100000", R1CHAT_CTX="8192")
+    app = f"{sys.executable} -m r1chat --model {noise_model}"
+    term = Terminal(f"sh -c '{app}; sleep 600'", env, SIZE)
+    try:
+        term.wait_for(LOADED, 60)
+        assert term.show("#{alternate_on}") == "1" and term.show("#{mouse_any_flag}") == "1"
+        pid = app_pid(term)
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), 15, "the app to die")
+        wait_until(lambda: term.show("#{alternate_on}") == "0", 15, "the main screen")
+        assert term.show("#{mouse_any_flag}#{mouse_button_flag}#{mouse_sgr_flag}") == "000"
+    finally:
+        term.close()
 
 
 def test_sigterm_closes_the_app_and_keeps_the_reply(noise_app: tuple[Terminal, Path]) -> None:
@@ -134,3 +144,14 @@ def test_closing_the_terminal_keeps_the_reply_and_ends_the_app(
         30,
         "the app gone",
     )
+
+
+def test_ctrl_g_answers_now_in_a_real_terminal(noise_app: tuple[Terminal, Path]) -> None:
+    term, home = noise_app
+    term.send("a question", "Enter")
+    wait_until(lambda: len(saved(home)) == 1, 30, "the question")
+    term.wait_for("Thinking…", 30)
+    term.send("C-g")
+    term.wait_for("answered on request", 30)
+    term.send("Escape")  # the noise model's answer never ends by itself
+    wait_until(lambda: len(saved(home)) == 2, 30, "the reply")

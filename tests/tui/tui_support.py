@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 from r1chat.engine import Event, Token
 from r1chat.prompts import ChatMessage
+from r1chat.reasoning import ThinkingControl
 from r1chat.sampling import SamplingParams
 from r1chat.scripted import ScriptedEngine
 
@@ -50,9 +51,10 @@ class GatedEngine:
         messages: list[ChatMessage],
         params: SamplingParams,
         cancel: threading.Event | None = None,
+        control: ThinkingControl | None = None,
     ) -> Iterator[Event]:
         n = 0
-        for ev in self.inner.stream(messages, params, cancel):
+        for ev in self.inner.stream(messages, params, cancel, control):
             if not isinstance(ev, Token):
                 yield ev
                 continue

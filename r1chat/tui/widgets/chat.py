@@ -27,14 +27,22 @@ from textual.widgets import Static
 from r1chat.conversation import Conversation
 from r1chat.endings import finish_note
 from r1chat.errors import R1ChatError
-from r1chat.reasoning import extract_boxed
+from r1chat.reasoning import ReasoningParams, ThinkingControl, extract_boxed
 from r1chat.sanitize import sanitize
 from r1chat.tui import messages
 from r1chat.tui.buffer import Chunk, TurnBuffer
 from r1chat.tui.pacing import FramePacer
 from r1chat.tui.text import saved_thinking_title, thinking_title
 from r1chat.tui.widgets.message import TurnView
-from r1chat.turn import ContextTrimmed, Delta, TurnDone, TurnResult, TurnStarted
+from r1chat.turn import (
+    ContextTrimmed,
+    Delta,
+    LoopNoticed,
+    ThinkingEnded,
+    TurnDone,
+    TurnResult,
+    TurnStarted,
+)
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
@@ -62,8 +70,10 @@ class Generation:
     started_at: float
     cancel: threading.Event = field(default_factory=threading.Event)
     thread_done: threading.Event = field(default_factory=threading.Event)
+    control: ThinkingControl = field(default_factory=lambda: ThinkingControl(ReasoningParams()))
     prompt_tokens: int | None = None
     answer_started: bool = False
+    thinking_ended: ThinkingEnded | None = None
     title_at: float = 0.0  # perf_counter of the last title update
 
 
@@ -109,7 +119,9 @@ class ChatView(VerticalScroll):
 
     # --- a turn ---
 
-    async def ask(self, question: str, params: SamplingParams) -> None:
+    async def ask(
+        self, question: str, params: SamplingParams, reasoning: ReasoningParams | None = None
+    ) -> None:
         """Start the reply to `question` (the caller checked that the engine is free)."""
         assert self.engine is not None and self.generation is None
         await self.query("#welcome").remove()
@@ -118,12 +130,27 @@ class ChatView(VerticalScroll):
         )
         await self.mount(view)  # composed before the first drain reaches it
         self.anchor()
-        gen = Generation(view, question, TurnBuffer(self._clock), self._clock())
+        gen = Generation(
+            view,
+            question,
+            TurnBuffer(self._clock),
+            self._clock(),
+            control=ThinkingControl(reasoning or ReasoningParams()),
+        )
         self.generation = gen
         self._generate(self.engine, self.conversation, gen, params)
         self.pacer.reset()
         assert self._drain_timer is not None
         self._drain_timer.resume()
+
+    def answer_now(self) -> bool:
+        """End the thinking of the reply running: the answer follows. False when there is
+        no thinking to end."""
+        gen = self.generation
+        if gen is None or gen.answer_started or gen.thinking_ended is not None:
+            return False
+        gen.control.answer_now()
+        return True
 
     def stop(self) -> None:
         """Stop the reply at the next token; what came is kept (and saved)."""
@@ -151,9 +178,13 @@ class ChatView(VerticalScroll):
     ) -> None:
         result: TurnResult | None = None
         try:
-            for ev in conversation.ask(engine, gen.question, params, gen.cancel):
+            for ev in conversation.ask(engine, gen.question, params, gen.cancel, gen.control):
                 if isinstance(ev, Delta):
                     gen.buffer.push(ev)
+                elif isinstance(ev, ThinkingEnded):
+                    self.post_message(messages.ThinkingOver(ev))
+                elif isinstance(ev, LoopNoticed):
+                    self.post_message(messages.ThinkingLoops())
                 elif isinstance(ev, TurnStarted):
                     self.post_message(messages.TurnStarted(ev.prompt_tokens, conversation.id))
                 elif isinstance(ev, TurnDone):
@@ -168,6 +199,16 @@ class ChatView(VerticalScroll):
             self.post_message(messages.TurnFailed(e))
         finally:
             gen.thread_done.set()
+
+    def on_thinking_over(self, event: messages.ThinkingOver) -> None:
+        if self.generation is not None:
+            self.generation.thinking_ended = event.ended
+
+    def on_thinking_loops(self, event: messages.ThinkingLoops) -> None:
+        if self.generation is not None:
+            self.generation.view.show_note(
+                "The thinking repeats itself (on_loop = warn).", above=True
+            )
 
     def on_context_trimmed(self, event: messages.ContextTrimmed) -> None:
         if self.generation is not None:
@@ -198,9 +239,7 @@ class ChatView(VerticalScroll):
         )
         gen.view.end_stream()
         gen.view.show_note(f"Error: {sanitize(what)}", error=True)
-        gen.view.set_title(
-            thinking_title("stopped", self._clock() - gen.started_at, chunk.think_tokens)
-        )
+        gen.view.set_title(self._title(gen, chunk, self._clock(), stopped=True))
         await self._end(gen)
 
     async def _end(self, gen: Generation) -> None:
@@ -237,33 +276,43 @@ class ChatView(VerticalScroll):
         now = self._clock()
         if tick - gen.title_at >= TITLE_INTERVAL_S:
             gen.title_at = tick
-            state = "thinking" if not gen.answer_started else "done"
-            think_end = chunk.answer_at if chunk.answer_at is not None else now
-            view.set_title(thinking_title(state, think_end - gen.started_at, chunk.think_tokens))
+            view.set_title(self._title(gen, chunk, now))
         n = chunk.think_tokens + chunk.answer_tokens
         tok_s = ttft = None
         if chunk.first_at is not None:
             ttft = chunk.first_at - gen.started_at
             if n > 1 and now > chunk.first_at:
                 tok_s = (n - 1) / (now - chunk.first_at)
-        self.post_message(messages.Meter(tok_s, ttft, (gen.prompt_tokens or 0) + n))
+        thinking = not gen.answer_started and gen.thinking_ended is None
+        self.post_message(messages.Meter(tok_s, ttft, (gen.prompt_tokens or 0) + n, thinking))
+
+    def _title(self, gen: Generation, chunk: Chunk, now: float, *, stopped: bool = False) -> str:
+        ended = gen.thinking_ended
+        if ended is None and not gen.answer_started and not stopped:
+            budget = gen.control.params.budget
+            return thinking_title(
+                "thinking", now - gen.started_at, chunk.think_tokens, budget=budget
+            )
+        think_end = chunk.answer_at if chunk.answer_at is not None else now
+        return thinking_title(
+            "stopped" if stopped else "done",
+            think_end - gen.started_at,
+            chunk.think_tokens,
+            ended=ended.how if ended else None,
+        )
 
     def _record(self, gen: Generation, chunk: Chunk, result: TurnResult) -> None:
         view = gen.view
         stats = result.stats
         stopped = result.finish_reason == "cancelled"
         view.end_stream()
-        think_end = chunk.answer_at if chunk.answer_at is not None else self._clock()
+        chunk.think_tokens = stats.thinking_tokens
         view.set_title(
-            thinking_title(
-                "stopped" if stopped and not gen.answer_started else "done",
-                think_end - gen.started_at,
-                stats.thinking_tokens,
-            )
+            self._title(gen, chunk, self._clock(), stopped=stopped and not gen.answer_started)
         )
         if result.boxed:
             view.show_boxed(sanitize(result.boxed))
-        note = finish_note(result.finish_reason, stats.completion_tokens)
+        note = finish_note(result.finish_reason, stats.completion_tokens, result.thinking_ended)
         if note is not None:
             view.show_note(note)
 
@@ -303,13 +352,17 @@ class ChatView(VerticalScroll):
         stats = reply.stats or {}
         answer = sanitize(reply.content)
         title = saved_thinking_title(
-            reply.stopped and not answer.strip(), int(stats.get("thinking_tokens", 0))
+            reply.stopped and not answer.strip(),
+            int(stats.get("thinking_tokens", 0)),
+            reply.thinking_ended,
         )
         await view.show_saved(sanitize(reply.thinking), answer, title)
         boxed = extract_boxed(reply.content)
         if boxed:
             view.show_boxed(sanitize(boxed))
-        note = finish_note(reply.finish_reason, stats.get("completion_tokens"))
+        note = finish_note(
+            reply.finish_reason, stats.get("completion_tokens"), reply.thinking_ended
+        )
         if note is not None:
             view.show_note(note)
 

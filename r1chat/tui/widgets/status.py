@@ -22,6 +22,8 @@ class StatusInfo:
     tok_s: float | None = None
     ttft_s: float | None = None
     preset: str | None = None
+    thinking: bool = False  # the live speed is the thinking's
+    budget: int | None = None  # the thinking budget of the next questions
     download: str = ""  # "1.2 of 4.7 GB" while a first-use download runs
 
 
@@ -41,13 +43,15 @@ def status_text(s: StatusInfo) -> str:
             pct = 100 * s.ctx_used / s.ctx_total
             parts.append(f"ctx {count(s.ctx_used)}/{count(s.ctx_total)} ({pct:.0f}%)")
         if s.tok_s is not None:
-            parts.append(f"{s.tok_s:.1f} tok/s")
+            parts.append(f"{'thinking ' if s.thinking else ''}{s.tok_s:.1f} tok/s")
         if s.ttft_s is not None:
             parts.append(f"TTFT {s.ttft_s:.2f}s")
         if s.state in ("generating", "stopped"):
             parts.append(s.state)
     if s.preset:
         parts.append(f"preset: {s.preset}")
+    if s.budget is not None:
+        parts.append("no thinking" if s.budget == 0 else f"thinking budget {count(s.budget)}")
     return "  ·  ".join(parts)
 
 
