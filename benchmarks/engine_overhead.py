@@ -152,9 +152,14 @@ class CountingEngine:
         return self.engine.count_tokens(messages)
 
     def stream(
-        self, messages: list[ChatMessage], params: SamplingParams, cancel: Any = None
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        cancel: Any = None,
+        control: Any = None,
     ) -> Iterator[Event]:
-        for ev in self.engine.stream(messages, params, cancel):
+        # `control` is the turn's default: the loop guard watches every thinking token.
+        for ev in self.engine.stream(messages, params, cancel, control):
             if isinstance(ev, Token) and ev.id >= 0:
                 self.n += 1
                 if self.n <= 256:

@@ -182,3 +182,87 @@ def run_bench(
         }
     finally:
         engine.close()
+
+
+def run_remote_bench(
+    engine: Any, *, tokens: int = 1024, prompt_tokens: int = 512
+) -> dict[str, Any]:
+    """Time to first token and decode speed through a server (`r1chat.remote.RemoteEngine`):
+    a question of about `prompt_tokens` tokens, `tokens` new ones (end of sequence ignored where
+    the server allows it, as vLLM and llama-server do). The server's own figures may differ:
+    these include the network and the client, as a user sees them."""
+    if tokens < 2:
+        raise R1ChatError("--tokens must be at least 2", 2)
+    # About 1.3 tokens a word for this English passage; the server counts the real figure.
+    question = filler_text(max(1, prompt_tokens * 3 // 4))
+    params = SamplingParams(max_tokens=tokens, seed=42, ignore_eos=True)
+    stats = None
+    produced = 0
+    for ev in engine.stream([ChatMessage("user", question)], params):
+        if isinstance(ev, Token):
+            if ev.id >= 0:
+                produced += 1
+        elif isinstance(ev, Done):
+            stats = ev.stats
+    assert stats is not None
+    info = engine.info
+    return {
+        "model": info.name,
+        "path": info.path,
+        "backend": info.backend,
+        "n_ctx": info.n_ctx or None,
+        "prompt_tokens": stats.prompt_tokens or None,
+        "tokens": stats.completion_tokens or produced,
+        "ttft_s": stats.ttft_s,
+        "decode_tok_s": stats.decode_tok_s,
+        "decode_s": stats.total_s - stats.ttft_s,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_samples_bench(
+    model_path: str | Path,
+    options: LoadOptions,
+    *,
+    k: int,
+    tokens: int = 256,
+    prompt_tokens: int = 512,
+    name: str | None = None,
+    header: GGUFHeader | None = None,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """k sequences decoded together (r1chat.batch), `tokens` each after one shared prompt:
+    `decode_tok_s` is the aggregate over all k. The prompt is evaluated once."""
+    from r1chat.batch import sample_many
+
+    if tokens < 2:
+        raise R1ChatError("--tokens must be at least 2", 2)
+    t0 = time.perf_counter()
+    engine = LlamaEngine(model_path, options, name=name, header=header)
+    load_s = time.perf_counter() - t0
+    try:
+        question = question_of_length(engine, prompt_tokens)
+        params = SamplingParams(max_tokens=tokens, seed=seed, ignore_eos=True)
+        _, stats = sample_many(engine, [ChatMessage("user", question)], params, k)
+        info = engine.info
+        return {
+            "model": info.name,
+            "path": info.path,
+            "backend": info.backend,
+            "n_gpu_layers": info.n_gpu_layers,
+            "n_layers": info.n_layers,
+            "n_ctx": stats.n_ctx,
+            "n_threads": options.n_threads or os.cpu_count() or 1,
+            "samples": k,
+            "prompt_tokens": stats.prompt_tokens,
+            "tokens": stats.completion_tokens,
+            "load_s": load_s,
+            "ttft_s": stats.ttft_s,
+            "decode_tok_s": stats.decode_tok_s,
+            "decode_tok_s_per_sample": stats.decode_tok_s / k,
+            "decode_s": stats.total_s - stats.ttft_s,
+            "prompt_evals": stats.prompt_evals,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    finally:
+        engine.close()

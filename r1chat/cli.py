@@ -14,6 +14,7 @@ from r1chat.commands.bench import bench
 from r1chat.commands.chat import chat
 from r1chat.commands.config_cmd import config_app
 from r1chat.commands.doctor import doctor
+from r1chat.commands.eval_cmd import eval_cmd
 from r1chat.commands.history import history_app
 from r1chat.commands.models import models_app
 
@@ -27,6 +28,7 @@ app.callback(invoke_without_command=True)(chat)
 app.command()(ask)
 app.command()(doctor)
 app.command()(bench)
+app.command(name="eval")(eval_cmd)
 app.add_typer(history_app, name="history")
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")

@@ -78,12 +78,18 @@ class Settings:
     # Thinking pane in the TUI: "auto" (open while thinking, folded after), "open", "folded".
     thinking: str = "auto"
     theme: str = "textual-dark"
+    # LaTeX in answers shown as readable Unicode on a terminal ("unicode") or as written ("raw").
+    math: str = "unicode"
     # Steering the thinking (r1chat.reasoning): None leaves it alone.
     think_budget: int | None = None
     think_min: int | None = None
     budget_message: str = DEFAULT_BUDGET_MESSAGE
     think_wait: str = DEFAULT_WAIT
     on_loop: str = "answer"
+    # An OpenAI-compatible server instead of a local model (r1chat.remote).
+    api_base: str | None = None
+    api_key_env: str = "R1CHAT_API_KEY"  # the variable holding its key, never the key itself
+    timeout: float = 120.0  # seconds a server may stay silent mid-reply
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_flags(self, **flags: Any) -> Settings:
@@ -152,24 +158,30 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "thinking": (str,),
     "theme": (str,),
+    "math": (str,),
     "think_budget": (int,),
     "think_min": (int,),
     "budget_message": (str,),
     "think_wait": (str,),
     "on_loop": (str,),
+    "api_base": (str,),
+    "api_key_env": (str,),
+    "timeout": (float, int),
 }
 _CHOICES = {
     "thinking": ("auto", "open", "folded"),
     "kv_type": ("f16", "q8_0", "q4_0"),
     "on_loop": LOOP_ACTIONS,
+    "math": ("unicode", "raw"),
 }
 # Optional tables in the file, and the keys each may hold.
 TABLES: dict[str, tuple[str, ...]] = {
     "sampling": ("temperature", "top_p", "top_k", "max_tokens", "seed"),
     "context": ("ctx",),
     "gpu": ("gpu_layers", "flash_attn", "kv_type", "threads"),
-    "tui": ("thinking", "theme"),
+    "tui": ("thinking", "theme", "math"),
     "reasoning": ("budget", "min", "budget_message", "wait", "on_loop"),
+    "engine": ("api_base", "api_key_env", "timeout"),
 }
 # Keys a table spells more briefly than the setting: `[reasoning] budget` is `think_budget`.
 TABLE_NAMES = {

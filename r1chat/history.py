@@ -793,6 +793,30 @@ def _one(db: sqlite3.Connection, sql: str) -> Any:
     return db.execute(sql).fetchall()[0][0]
 
 
+def question_versions(messages: list[Message], shown: list[Message]) -> tuple[int, list[int]]:
+    """Where the branch shown last forked by an edited question: the position of the version
+    shown among the versions of that question (questions with the same parent), and for each
+    version the newest message of its branch (its leaf, to show it). (0, []) when no question
+    on the branch shown was ever edited."""
+    children: dict[int | None, list[Message]] = {}
+    for m in messages:
+        children.setdefault(m.parent_id, []).append(m)
+    for q in reversed([m for m in shown if m.role == "user"]):
+        versions = [m for m in children.get(q.parent_id, []) if m.role == "user"]
+        if len(versions) < 2:
+            continue
+        leaves = []
+        for v in versions:
+            newest, todo = v.id, [v.id]
+            while todo:
+                for child in children.get(todo.pop(), []):
+                    newest = max(newest, child.id)
+                    todo.append(child.id)
+            leaves.append(newest)
+        return [v.id for v in versions].index(q.id), leaves
+    return 0, []
+
+
 def _path(messages: list[Message], leaf: int | None) -> set[int]:
     """The ids from the leaf back to the conversation's first message."""
     parents = {m.id: m.parent_id for m in messages}

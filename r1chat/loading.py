@@ -33,6 +33,8 @@ def load_engine(
     out-of-memory retry); `on_download(done, total)` reports a first-use download (without it,
     huggingface-hub draws its own bar on the terminal). Setting `cancel` stops a load midway.
     """
+    if settings.api_base:
+        return load_remote(settings, on_note=on_note)
     from r1chat.engine import LlamaEngine
     from r1chat.hardware import load_fitted
 
@@ -46,6 +48,21 @@ def load_engine(
         factory=functools.partial(LlamaEngine, cancel=cancel),
     )
     return engine
+
+
+def load_remote(settings: Settings, *, on_note: Notes | None = None) -> Engine:
+    """The model `settings.model` names (default: the first listed) on the configured server;
+    its key comes from the environment variable `settings.api_key_env`, never from a file."""
+    from r1chat.remote import RemoteEngine, api_key
+
+    assert settings.api_base is not None
+    return RemoteEngine(
+        settings.api_base,
+        settings.model,
+        key=api_key(settings.api_key_env),
+        timeout_s=settings.timeout,
+        on_note=on_note,
+    )
 
 
 @dataclass(frozen=True)

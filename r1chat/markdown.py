@@ -27,10 +27,17 @@ def answer_markdown(text: str, code_theme: str = "monokai") -> AnswerMarkdown:
     return AnswerMarkdown(text, code_theme=code_theme, hyperlinks=False)
 
 
-def markdown_lines(console: Console, text: str, code_theme: str = "monokai") -> list[list[Segment]]:
+def markdown_lines(
+    console: Console, text: str, code_theme: str = "monokai", *, math: bool = False
+) -> list[list[Segment]]:
     """`text` as Markdown lines at the console's width, without the blank lines Rich sometimes
     puts before the first block (a loose list) or after the last: pieces rendered apart then sit
-    exactly one blank line apart, as Rich puts blocks rendered together."""
+    exactly one blank line apart, as Rich puts blocks rendered together. `math`: LaTeX shown as
+    readable Unicode (r1chat.mathtext); the text itself stays as written."""
+    if math:
+        from r1chat.mathtext import readable_math
+
+        text = readable_math(text)
     lines = console.render_lines(answer_markdown(text, code_theme), console.options, pad=False)
     while lines and not "".join(seg.text for seg in lines[-1]):
         lines.pop()

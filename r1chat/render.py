@@ -69,8 +69,9 @@ class PlainRenderer:
 
 
 class JsonRenderer:
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], extra: dict[str, Any] | None = None) -> None:
         self.out = out
+        self.extra = extra or {}  # more top-level keys (the attached files)
 
     def think(self, text: str) -> None:
         pass
@@ -83,7 +84,7 @@ class JsonRenderer:
 
     def finish(self, result: TurnResult) -> None:
         # json.dumps escapes control characters, so nothing raw reaches the terminal.
-        self.out.write(safe_json(result.to_dict(), indent=None) + "\n")
+        self.out.write(safe_json({**result.to_dict(), **self.extra}, indent=None) + "\n")
         self.out.flush()
 
 
@@ -93,11 +94,12 @@ class TerminalRenderer:
 
     REFRESH_S = 1 / 8
 
-    def __init__(self, show_think: bool = True, console: Any = None) -> None:
+    def __init__(self, show_think: bool = True, console: Any = None, math: bool = True) -> None:
         from rich.console import Console
 
         self.console = console or Console(highlight=False)
         self.show_think = show_think
+        self.math = math  # LaTeX in the answer shown as readable Unicode
         self._color = self.console.color_system is not None and not self.console.no_color
         self._thinking = False
         self._think_tail = ""
@@ -180,7 +182,7 @@ class TerminalRenderer:
 
         from r1chat.markdown import markdown_lines
 
-        lines = markdown_lines(self.console, text)
+        lines = markdown_lines(self.console, text, math=self.math)
         return Segments([seg for line in lines for seg in (*line, Segment.line())])
 
     def _live_view(self) -> Any:
@@ -218,10 +220,12 @@ class TerminalRenderer:
             self.console.print(note, style="yellow", markup=False)
 
 
-def make_renderer(*, json_out: bool, show_think: bool, out: IO[str] | None = None) -> Renderer:
+def make_renderer(
+    *, json_out: bool, show_think: bool, out: IO[str] | None = None, math: bool = True
+) -> Renderer:
     stream = out or sys.stdout
     if json_out:
         return JsonRenderer(stream)
     if stream.isatty():
-        return TerminalRenderer(show_think=show_think)
+        return TerminalRenderer(show_think=show_think, math=math)
     return PlainRenderer(stream)

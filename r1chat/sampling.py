@@ -36,6 +36,7 @@ LIMITS: dict[str, tuple[float | None, float | None]] = {
     "threads": (1, 4 * (os.cpu_count() or 1)),
     "think_budget": (0, None),
     "think_min": (1, None),
+    "timeout": (1.0, 3600.0),
 }
 
 

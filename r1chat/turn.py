@@ -204,8 +204,8 @@ class Turn:
         yield TurnDone(self.partial())
 
     def _thinking_ended(self, tokens: int, seconds: float) -> ThinkingEnded:
-        assert self.control is not None
-        how: Ended = self.control.ended or "model"
+        # No control: a model not known to think, thinking all the same (a server's field).
+        how: Ended = (self.control.ended if self.control else None) or "model"
         self._result.thinking_ended = how
         return ThinkingEnded(how, tokens, seconds)
 

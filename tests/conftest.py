@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
@@ -34,6 +35,9 @@ def _build_models() -> dict[str, Path]:
     eng = LlamaEngine(noise, LoadOptions(n_ctx=256))
     newline = eng.tokenize("\n")
     script = [*newline, *eng.tokenize(tiny_models.SCRIPT_TEXT), eng.eos_id]
+    # A server whose template does not open the thinking (llama_cpp.server's) ends the prompt
+    # at the assistant tag: the model opens it itself, as R1 does.
+    opening = [*eng.tokenize("<｜Assistant｜>"), *eng.tokenize("<think>"), *newline]
     closing = eng.tokenize("</think>\n\n")
     pairs = tiny_models.loop_pairs(
         eng.tokenize(tiny_models.LOOP_THINKING),
@@ -43,7 +47,8 @@ def _build_models() -> dict[str, Path]:
         eng.eos_id,
     )
     eng.close()
-    tiny_models.build_scripted(scripted, meta, script)
+    tiny_models.build_scripted(scripted, meta, script, opening=opening)
+    pairs += list(itertools.pairwise(opening))
     tiny_models.build_bigrams(looping, meta, pairs, "tiny-r1-loop")
     stamp.touch()
     return built

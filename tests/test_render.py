@@ -111,3 +111,31 @@ def test_terminal_output_is_the_same_however_the_tokens_arrive() -> None:
         cuts = sorted(rng.sample(range(1, len(text)), rng.randint(1, 40)))
         chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
         assert printed(chunks) == whole.getvalue()
+
+
+MATH = (
+    "t\n</think>\n\nSo $x = \\frac{1}{2}$ and\n\n$$\\sqrt{2} \\times \\pi$$\n\nhence $\\boxed{42}$."
+)
+
+
+def render_math(math: bool, json_out: bool = False) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=80, color_system=None)
+    renderer = JsonRenderer(buf) if json_out else TerminalRenderer(False, console, math=math)
+    engine = ScriptedEngine(MATH)
+    for ev in run_turn(engine, [], "q", SamplingParams()):
+        if isinstance(ev, Delta):
+            (renderer.think if ev.kind == "think" else renderer.answer)(ev.text)
+        elif isinstance(ev, TurnDone):
+            renderer.finish(ev.result)
+    return buf.getvalue()
+
+
+def test_math_reads_as_unicode_on_a_terminal_and_stays_latex_elsewhere() -> None:
+    shown = render_math(True)
+    assert "x = 1/2" in shown and "√2 × π" in shown and "⟦42⟧" in shown
+    assert "\\frac" not in shown
+    raw = render_math(False)
+    assert "\\frac{1}{2}" in raw and "⟦" not in raw
+    answer = json.loads(render_math(True, json_out=True))["answer"]
+    assert "$x = \\frac{1}{2}$" in answer and "\\boxed{42}" in answer

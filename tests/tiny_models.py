@@ -26,7 +26,7 @@ N_FF = 128
 N_HEAD = 4
 N_HEAD_KV = 2
 N_LAYER = 2
-BUILD_VERSION = 4
+BUILD_VERSION = 6
 
 # What the scripted model "thinks" and answers. The rare CJK character is split across several
 # byte tokens, which exercises UTF-8-safe streaming.
@@ -148,9 +148,13 @@ def build_noise(path: Path, meta: dict, seed: int = 1) -> None:
     _write(path, meta, t, "tiny-r1-noise")
 
 
-def build_scripted(path: Path, meta: dict, script: list[int], seed: int = 2) -> None:
-    """`script`: the last prompt token, then every token of the reply, ending with EOS."""
-    build_bigrams(path, meta, list(itertools.pairwise(script)), "tiny-r1-scripted", seed)
+def build_scripted(
+    path: Path, meta: dict, script: list[int], seed: int = 2, opening: list[int] | None = None
+) -> None:
+    """`script`: the last prompt token, then every token of the reply, ending with EOS;
+    `opening`: tokens that lead to the script's first one (a prompt that ends earlier)."""
+    pairs = list(itertools.pairwise(script)) + list(itertools.pairwise(opening or []))
+    build_bigrams(path, meta, pairs, "tiny-r1-scripted", seed)
 
 
 def build_bigrams(

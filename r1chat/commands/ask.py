@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from r1chat.attachments import Attachment, read_attachment, with_attachments
 from r1chat.commands.errors import user_errors
 from r1chat.commands.options import (
     ID_RANGE,
+    ApiBaseOpt,
     CtxOpt,
     GpuOpt,
     MaxTokOpt,
@@ -23,8 +24,9 @@ from r1chat.commands.options import (
     ThinkMinOpt,
     TopPOpt,
 )
+from r1chat.commands.spinner import load_with_spinner
 from r1chat.errors import R1ChatError
-from r1chat.interrupts import Interrupted, Interrupts, handled
+from r1chat.interrupts import Interrupts, handled
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
@@ -41,6 +43,7 @@ def ask(
         ),
     ] = None,
     model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
     preset: Annotated[
         str | None,
         typer.Option(
@@ -68,6 +71,32 @@ def ask(
     seed: SeedOpt = None,
     think_budget: ThinkBudgetOpt = None,
     think_min: ThinkMinOpt = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Attach a text file to the question (repeatable; - is stdin)",
+        ),
+    ] = None,
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples",
+            "-k",
+            min=1,
+            max=64,
+            help="Sample k replies at once and vote over their \\boxed{} answers",
+        ),
+    ] = 1,
+    retry: Annotated[
+        bool,
+        typer.Option(
+            "--retry",
+            help="Sample the last reply of the conversation (-c or --conversation) again;"
+            " the earlier replies stay as alternatives",
+        ),
+    ] = False,
     no_save: Annotated[
         bool, typer.Option("--no-save", help="Do not save this exchange in the history")
     ] = False,
@@ -89,6 +118,7 @@ def ask(
 
         settings = load_settings().with_flags(
             model=model,
+            api_base=api_base,
             temperature=temperature,
             top_p=top_p,
             max_tokens=max_tokens,
@@ -103,21 +133,49 @@ def ask(
 
         if stdout_closed():
             raise R1ChatError("standard output is closed: there is nowhere to write the answer")
-        text = build_question(question, read_stdin(), preset)
-        # The history is opened before the model loads, so a bad database fails fast.
-        chat = open_conversation(save=not no_save, latest=continue_, conv_id=conversation)
+        piped = read_stdin()
+        attached = attach(files or [], piped)
+        if "-" in (files or []):
+            piped = None  # stdin is an attachment, not the question's context
+        if retry:
+            if question or piped or attached or preset:
+                raise R1ChatError("--retry asks the last question again: give no new one", 2)
+            chat, text = open_retry(latest=continue_, conv_id=conversation, save=not no_save)
+        else:
+            text = with_attachments(build_question(question, piped, preset), attached)
+            # The history is opened before the model loads, so a bad database fails fast.
+            chat = open_conversation(save=not no_save, latest=continue_, conv_id=conversation)
         with handled() as stop:
             engine = load_with_spinner(settings, quiet=json_out, stop=stop)
-            code = run_ask(
-                engine,
-                settings,
-                text,
-                json_out=json_out,
-                show_think=not no_think,
-                print_stats=stats,
-                chat=chat,
-                stop=stop,
-            )
+            if attached:
+                note_attachments(engine, attached, quiet=json_out)
+            if samples > 1:
+                from r1chat.commands.ask_many import run_samples
+
+                if retry:
+                    raise R1ChatError("--samples and --retry do not go together", 2)
+                code = run_samples(
+                    engine,
+                    settings,
+                    text,
+                    samples,
+                    json_out=json_out,
+                    chat=chat,
+                    stop=stop,
+                    attachments=[a.record() for a in attached],
+                )
+            else:
+                code = run_ask(
+                    engine,
+                    settings,
+                    text,
+                    attachments=[a.record() for a in attached],
+                    json_out=json_out,
+                    show_think=not no_think,
+                    print_stats=stats,
+                    chat=chat,
+                    stop=stop,
+                )
     raise typer.Exit(code)
 
 
@@ -135,6 +193,23 @@ def read_stdin() -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
+def attach(paths: list[str], piped: str | None) -> list[Attachment]:
+    """Each file read and checked before anything loads or is sent."""
+    stdin = piped.encode("utf-8") if piped is not None else None
+    return [read_attachment(p, stdin) for p in paths]
+
+
+def note_attachments(engine: Engine, attached: list[Attachment], *, quiet: bool) -> None:
+    """What is attached, in tokens, before it is sent (stderr, so pipes get the answer only)."""
+    from r1chat.prompts import ChatMessage
+
+    if quiet or not sys.stderr.isatty():
+        return
+    for a in attached:
+        tokens = engine.count_tokens([ChatMessage("user", a.text)])
+        sys.stderr.write(f"r1chat: attached {a.name}: {a.size:,} bytes, about {tokens:,} tokens\n")
+
+
 def build_question(args: list[str] | None, piped: str | None, preset: str | None) -> str:
     from r1chat.prompts import apply_preset, with_context
 
@@ -146,6 +221,24 @@ def build_question(args: list[str] | None, piped: str | None, preset: str | None
     if not question:
         raise R1ChatError("empty question: pass it as an argument or on stdin", 2)
     return apply_preset(question, preset)
+
+
+def open_retry(*, latest: bool, conv_id: int | None, save: bool) -> tuple[Conversation, str]:
+    """The conversation whose last reply is sampled again, and its last question."""
+    from r1chat.conversation import Conversation
+    from r1chat.history import HistoryStore
+
+    if latest == (conv_id is not None):
+        raise R1ChatError("--retry needs the conversation: -c (the latest) or --conversation ID", 2)
+    store = HistoryStore.open()
+    if conv_id is None:
+        conv_id = store.latest_conversation_id()
+        if conv_id is None:
+            raise R1ChatError("no conversation to retry: the history is empty", 2)
+    chat, question = Conversation.retry(store, conv_id)
+    if not save:
+        chat.store = None
+    return chat, question
 
 
 def open_conversation(*, save: bool, latest: bool, conv_id: int | None) -> Conversation:
@@ -169,38 +262,6 @@ def open_conversation(*, save: bool, latest: bool, conv_id: int | None) -> Conve
     return chat
 
 
-def load_with_spinner(settings: Settings, *, quiet: bool, stop: Interrupts) -> Engine:
-    """Load the engine; on a terminal with a spinner and notes on stderr, silent when `quiet`.
-
-    A signal stops the load midway (llama.cpp is asked to, through its progress callback).
-    """
-    from r1chat.loading import load_engine
-
-    def load(note: Callable[[str], None]) -> Engine:
-        try:
-            with stop.deferred() as cancel:
-                return load_engine(settings, on_note=note, cancel=cancel)
-        except R1ChatError:
-            if stop.signum is not None:
-                raise Interrupted(stop.signum) from None
-            raise
-
-    if quiet or not sys.stderr.isatty():
-
-        def note(line: str) -> None:
-            if not quiet:
-                sys.stderr.write(f"r1chat: {line}\n")
-
-        return load(note)
-    from rich.console import Console
-    from rich.text import Text
-
-    console = Console(stderr=True)
-    name = settings.model or "r1-7b"
-    with console.status(Text(f"Loading {name}…")):
-        return load(lambda line: console.print(Text(f"r1chat: {line}")))
-
-
 def run_ask(
     engine: Engine,
     settings: Settings,
@@ -211,16 +272,21 @@ def run_ask(
     print_stats: bool,
     chat: Conversation | None = None,
     stop: Interrupts | None = None,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> int:
     """Stream the answer; 0, or 128 + the signal that stopped it (what came is kept)."""
     from r1chat.conversation import Conversation
     from r1chat.reasoning import ThinkingControl
-    from r1chat.render import make_renderer, stats_line
+    from r1chat.render import JsonRenderer, make_renderer, stats_line
     from r1chat.turn import ContextTrimmed, Delta, LoopNoticed, ThinkingEnded, TurnDone
 
     chat = chat or Conversation()
     stop = stop or Interrupts()
-    renderer = make_renderer(json_out=json_out, show_think=show_think)
+    renderer = make_renderer(
+        json_out=json_out, show_think=show_think, math=settings.math == "unicode"
+    )
+    if attachments and isinstance(renderer, JsonRenderer):
+        renderer.extra["attachments"] = attachments
     result = None
     steered = [k for k in ("think_budget", "think_min") if settings.source(k) != "default"]
     if steered and not engine.info.thinks:
@@ -228,7 +294,9 @@ def run_ask(
         sys.stderr.write(f"r1chat: note: {engine.info.name} does not think: {names} do nothing\n")
     control = ThinkingControl(settings.reasoning_params())
     with stop.deferred() as cancel:
-        events = chat.ask(engine, question, settings.sampling_params(), cancel, control)
+        events = chat.ask(
+            engine, question, settings.sampling_params(), cancel, control, attachments
+        )
         try:
             for ev in events:
                 if isinstance(ev, Delta):

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from r1chat.commands.options import ApiBaseOpt
+
 TokensOpt = Annotated[
     int,
     typer.Option(
@@ -51,6 +53,7 @@ ROWS = (
     ("ttft_s", "time to first token"),
     ("prefill_tok_s", "prefill"),
     ("tokens", "decoded tokens"),
+    ("samples", "samples decoded together"),
     ("decode_tok_s", "decode"),
     ("peak_rss_mb", "peak RSS"),
     ("gpu_mem_mb", "GPU memory (delta)"),
@@ -95,16 +98,71 @@ def bench(
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads (default: all cores)", min=1)
     ] = None,
+    api_base: ApiBaseOpt = None,
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples",
+            "-k",
+            min=1,
+            max=64,
+            help="Decode k sequences together; decode speed is their aggregate",
+        ),
+    ] = 1,
 ) -> None:
     """Measure load time, time to first token, prefill and decode speed on this machine."""
     from r1chat.commands.errors import user_errors
 
     with user_errors():
-        result = _run(model, tokens, prompt_tokens, ctx, gpu_layers, threads, quiet=json_out)
+        if api_base:
+            result = _run_remote(api_base, model, tokens, prompt_tokens)
+        elif samples > 1:
+            result = _run_samples(model, tokens, prompt_tokens, samples, gpu_layers, threads)
+        else:
+            result = _run(model, tokens, prompt_tokens, ctx, gpu_layers, threads, quiet=json_out)
     if json_out:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
         _table(result)
+
+
+def _run_remote(
+    api_base: str, model: str | None, tokens: int, prompt_tokens: int
+) -> dict[str, Any]:
+    from r1chat.bench import run_remote_bench
+    from r1chat.config import load_settings
+    from r1chat.loading import load_remote
+
+    settings = load_settings().with_flags(model=model, api_base=api_base)
+    engine = load_remote(settings)
+    try:
+        return run_remote_bench(engine, tokens=tokens, prompt_tokens=prompt_tokens)
+    finally:
+        engine.close()
+
+
+def _run_samples(
+    model: str | None,
+    tokens: int,
+    prompt_tokens: int,
+    k: int,
+    gpu_layers: int | None,
+    threads: int | None,
+) -> dict[str, Any]:
+    from r1chat.bench import run_samples_bench
+    from r1chat.config import load_settings
+    from r1chat.hardware import plan_load
+    from r1chat.loading import find_model
+
+    settings = load_settings().with_flags(
+        model=model, ctx=512, gpu_layers=gpu_layers, threads=threads
+    )
+    m = find_model(settings.model, download=False)
+    # The engine's own context stays small: the k sequences get a context of their own.
+    opts = plan_load(m.header, settings).options
+    return run_samples_bench(
+        m.path, opts, k=k, tokens=tokens, prompt_tokens=prompt_tokens, name=m.name, header=m.header
+    )
 
 
 def _run(

@@ -9,6 +9,7 @@ import typer
 from r1chat.commands.errors import user_errors
 from r1chat.commands.options import (
     ID_RANGE,
+    ApiBaseOpt,
     CtxOpt,
     GpuOpt,
     MaxTokOpt,
@@ -37,6 +38,7 @@ def _version(value: bool) -> None:
 def chat(
     ctx: typer.Context,
     model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
     resume: Annotated[
         int | None,
         typer.Option(
@@ -71,6 +73,7 @@ def chat(
             raise R1ChatError("use either --resume or --continue, not both", 2)
         settings = load_settings().with_flags(
             model=model,
+            api_base=api_base,
             temperature=temperature,
             top_p=top_p,
             max_tokens=max_tokens,

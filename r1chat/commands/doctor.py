@@ -237,6 +237,51 @@ def check_model(load: bool = True) -> Check:
     )
 
 
+def check_server() -> Check | None:
+    """The configured server (`[engine] api_base`, R1CHAT_API_BASE): reachable, its models, how
+    long a request takes. None when none is configured."""
+    from r1chat.config import load_settings
+    from r1chat.errors import R1ChatError
+
+    try:
+        settings = load_settings()
+    except R1ChatError:
+        return None
+    if not settings.api_base:
+        return None
+    from r1chat.remote import RemoteEngine, api_key, host_of, normalize_base
+
+    try:
+        where = host_of(normalize_base(settings.api_base))
+        t0 = time.perf_counter()
+        engine = RemoteEngine(
+            settings.api_base,
+            settings.model,
+            key=api_key(settings.api_key_env),
+            timeout_s=settings.timeout,
+        )
+        took = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        models = engine.models()
+        latency = time.perf_counter() - t1
+        engine.close()
+    except R1ChatError as e:
+        return Check(
+            "server",
+            "fail",
+            str(e),
+            "start the server, check --api-base / [engine] api_base, and the key in"
+            f" ${settings.api_key_env}",
+        )
+    listed = ", ".join(models[:5]) + (" …" if len(models) > 5 else "")
+    return Check(
+        "server",
+        "ok",
+        f"{engine.kind.name} at {where}: model {engine.model} (of {listed});"
+        f" connected in {took * 1000:.0f} ms, /v1/models in {latency * 1000:.0f} ms",
+    )
+
+
 def run_checks(load: bool = True) -> list[Check]:
     checks = [
         check_python(),
@@ -245,6 +290,9 @@ def run_checks(load: bool = True) -> list[Check]:
         *check_paths(),
         check_cache(),
     ]
+    server = check_server()
+    if server is not None:
+        return [*checks, server]  # the model is the server's: nothing to load here
     if any(c.name == "llama.cpp" and c.status == "fail" for c in checks):
         checks.append(Check("model", "warn", "not loaded: llama-cpp-python is broken"))
     else:

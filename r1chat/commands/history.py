@@ -88,8 +88,11 @@ def list_cmd(
     )
 
 
-def render_text(conv: Conversation, messages: list[Message], *, think: bool) -> str:
-    """A conversation for reading in a terminal: thinking indented under a bar."""
+def render_text(
+    conv: Conversation, messages: list[Message], *, think: bool, on_branch: set[int] | None = None
+) -> str:
+    """A conversation for reading in a terminal: thinking indented under a bar; messages off
+    the branch shown (when `on_branch` is given) are marked as such."""
     out = [
         f"{conv.title}",
         f"conversation {conv.id} · {conv.model or 'unknown model'} · "
@@ -97,10 +100,22 @@ def render_text(conv: Conversation, messages: list[Message], *, think: bool) -> 
         "",
     ]
     for m in messages:
+        aside = on_branch is not None and m.id not in on_branch
+        tag = f" (message {m.id}, another branch) " if aside else " "
         if m.role == "user":
-            out += ["── You " + "─" * 40, m.content.rstrip(), ""]
+            out += ["── You" + tag + "─" * 40, m.content.rstrip()]
+            files = [f for f in m.attachments or [] if isinstance(f, dict)]
+            if files:
+                out.append(
+                    "(attached: "
+                    + ", ".join(
+                        f"{f.get('name')} ({int(f.get('size') or 0):,} bytes)" for f in files
+                    )
+                    + ")"
+                )
+            out.append("")
             continue
-        out.append("── r1 " + "─" * 41)
+        out.append("── r1" + tag + "─" * 41)
         if think and m.thinking.strip():
             out += ["│ " + line for line in m.thinking.strip().splitlines()]
             how = thinking_note(m.thinking_ended)
@@ -123,17 +138,23 @@ def show_cmd(
     conv_id: IdArg,
     json_out: JsonOpt = False,
     no_think: Annotated[bool, typer.Option("--no-think", help="Leave out the thinking")] = False,
+    all_branches: Annotated[
+        bool,
+        typer.Option("--all", help="Every branch: replies sampled again, questions edited"),
+    ] = False,
 ) -> None:
-    """One conversation, every question and reply."""
+    """One conversation: the branch it shows (the one it continues), or every branch."""
     from r1chat.history import export_dict
 
     with _store() as store:
         conv = store.get_conversation(conv_id)
-        messages = store.shown(conv_id)
+        shown = store.shown(conv_id)
+        messages = store.messages(conv_id, all_branches=True) if all_branches else shown
     if json_out:
         sys.stdout.write(safe_json(export_dict(conv, messages)) + "\n")
     else:
-        _say(render_text(conv, messages, think=not no_think))
+        on_branch = {m.id for m in shown} if all_branches else None
+        _say(render_text(conv, messages, think=not no_think, on_branch=on_branch))
 
 
 @history_app.command("search")

@@ -21,6 +21,15 @@ ModelOpt = Annotated[
         "r1-7b [env R1CHAT_MODEL]",
     ),
 ]
+ApiBaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-base",
+        help="An OpenAI-compatible server (vLLM, llama-server, Ollama), e.g."
+        " http://host:8000/v1; --model then names its model; the key comes from"
+        " $R1CHAT_API_KEY [env R1CHAT_API_BASE]",
+    ),
+]
 TempOpt = Annotated[
     float | None,
     typer.Option(

@@ -40,6 +40,7 @@ from r1chat.tui.dialogs import TextPromptScreen
 from r1chat.tui.help import HelpScreen
 from r1chat.tui.keys import focus_now
 from r1chat.tui.text import last_code_block
+from r1chat.tui.widgets.answer import BlockRenders
 from r1chat.tui.widgets.chat import ChatView
 from r1chat.tui.widgets.prompt import PromptInput
 from r1chat.tui.widgets.sidebar import Sidebar
@@ -88,10 +89,18 @@ class R1ChatApp(App[None]):
         Binding("ctrl+t", "toggle_thinking", "Thinking"),
         Binding("ctrl+o", "copy_answer", "Copy"),
         Binding("ctrl+b", "copy_code", "Copy code"),
+        Binding("f9", "copy_thinking", "Copy thinking", show=False),
         Binding("f2", "preset('math')", "Math"),
         Binding("f3", "preset('code')", "Code"),
         Binding("f4", "preset('logic')", "Logic"),
         Binding("ctrl+g", "answer_now", "Answer now"),
+        Binding("ctrl+r", "regenerate", "Again", show=False),
+        Binding("ctrl+up", "edit_question", "Edit question", show=False),
+        Binding("escape", "cancel_edit", "Cancel edit", show=False),
+        Binding("alt+up", "branch(-1)", "Previous branch", show=False),
+        Binding("alt+down", "branch(1)", "Next branch", show=False),
+        Binding("alt+left", "alternative(-1)", "Previous reply", show=False),
+        Binding("alt+right", "alternative(1)", "Next reply", show=False),
         Binding("f8", "think_budget", "Budget", show=False),
         Binding("f1", "help", "Help"),
         # The prompt's End (line end) comes first while it holds text (PromptInput.check_action).
@@ -122,6 +131,7 @@ class R1ChatApp(App[None]):
         `engine_factory(report)` loads the model in a worker thread."""
         super().__init__()
         self.settings = settings or Settings()
+        BlockRenders.math = self.settings.math == "unicode"
         self.store: HistoryStore | None = store
         self._open_store: StoreOpener = open_store or HistoryStore.open
         self._owns_store = False
@@ -288,6 +298,7 @@ class R1ChatApp(App[None]):
                 self.notify("Still answering: Esc stops it.")
             return
         self.prompt.clear()
+        self.prompt.border_title = f"preset: {self.preset}" if self.preset else None
         await self.chat.ask(
             apply_preset(text.strip(), self.preset), self.settings.sampling_params(), self.reasoning
         )
@@ -400,6 +411,8 @@ class R1ChatApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.MAIN_SCREEN_ACTIONS:
             return self.screen is self.screen_stack[0]
+        if action == "cancel_edit":
+            return self.chat.editing is not None and not self.chat.busy
         if action == "stop":
             # Esc goes on to other widgets (closing the palette, say) when nothing runs.
             return self.chat.busy and not self.chat.stopping
@@ -448,6 +461,14 @@ class R1ChatApp(App[None]):
         self.copy_to_clipboard(answer)
         self.notify(f"Copied the answer ({len(answer):,} characters).")
 
+    def action_copy_thinking(self) -> None:
+        thinking = (self.chat.last_thinking() or "").strip()
+        if not thinking:
+            self.notify("No thinking to copy yet.")
+            return
+        self.copy_to_clipboard(thinking)
+        self.notify(f"Copied the thinking ({len(thinking):,} characters).")
+
     def action_copy_code(self) -> None:
         code = last_code_block(self.chat.last_answer() or "")
         if code is None:
@@ -462,6 +483,38 @@ class R1ChatApp(App[None]):
         self.preset = None if self.preset == name else name
         self.status.set(preset=self.preset)
         self.prompt.border_title = f"preset: {self.preset}" if self.preset else None
+
+    async def action_regenerate(self) -> None:
+        if self.chat.busy or self.engine is None:
+            self.notify("Wait for the reply to finish (or Esc) first.")
+            return
+        if not await self.chat.regenerate(self.settings.sampling_params(), self.reasoning):
+            self.notify("There is no reply to sample again yet.")
+
+    def action_edit_question(self) -> None:
+        text = self.chat.begin_edit()
+        if text is None:
+            self.notify("No question to edit (or a reply is running).")
+            return
+        self.prompt.load_text(text)
+        self.prompt.move_cursor(self.prompt.document.end)
+        self.prompt.border_title = "editing: Enter forks the conversation here · Esc cancels"
+
+    def action_cancel_edit(self) -> None:
+        self.chat.cancel_edit()
+        self.prompt.load_text("")
+        self.prompt.border_title = f"preset: {self.preset}" if self.preset else None
+
+    async def action_branch(self, step: int) -> None:
+        shown = await self.chat.switch_branch(step)
+        if shown is None:
+            self.notify("No question here was edited: Ctrl+↑ edits one.")
+        else:
+            self.notify(f"Branch {shown[0]} of {shown[1]}.")
+
+    async def action_alternative(self, step: int) -> None:
+        if not await self.chat.switch_alternative(step):
+            self.notify("The last question has one reply: Ctrl+R samples another.")
 
     def action_answer_now(self) -> None:
         if not self.chat.answer_now():

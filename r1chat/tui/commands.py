@@ -31,6 +31,35 @@ COMMANDS: tuple[Command, ...] = (
         "Copy answer", "Copy the last answer to the clipboard (OSC 52)", "copy_answer", "Ctrl+O"
     ),
     Command(
+        "Regenerate",
+        "Sample the last reply again; the earlier ones stay as alternatives",
+        "regenerate",
+        "Ctrl+R",
+    ),
+    Command(
+        "Previous reply",
+        "Show the previous alternative of the last reply",
+        "alternative(-1)",
+        "Alt+←",
+    ),
+    Command("Next reply", "Show the next alternative of the last reply", "alternative(1)", "Alt+→"),
+    Command(
+        "Edit question",
+        "Edit the last question (again: the one before); Enter forks the conversation there",
+        "edit_question",
+        "Ctrl+↑",
+    ),
+    Command(
+        "Previous branch", "Show the other version of an edited question", "branch(-1)", "Alt+↑"
+    ),
+    Command("Next branch", "Show the other version of an edited question", "branch(1)", "Alt+↓"),
+    Command(
+        "Copy thinking",
+        "Copy the thinking of the focused (or last) turn to the clipboard",
+        "copy_thinking",
+        "F9",
+    ),
+    Command(
         "Copy last code block", "Copy the last code block of the last answer", "copy_code", "Ctrl+B"
     ),
     Command(

@@ -9,6 +9,7 @@ from textual.content import Content
 from textual.selection import Selection
 from tui_support import wait_until
 
+from r1chat.mathtext import readable_math
 from r1chat.tui.widgets.answer import (
     BLOCKS_PER_PART,
     AnswerView,
@@ -60,6 +61,8 @@ def _shows_as_whole(view: AnswerView, text: str) -> bool:
     assert width > 0 and all(p.size.width == width for p in parts)
     # Sealed parts keep one blank line below them, as Rich puts between blocks.
     shown = "\n\n".join(p.render().plain for p in parts if p.source.strip())
+    if BlockRenders.math:  # LaTeX drawn as Unicode, as the app does by default
+        text = readable_math(text)
     return shown == render_markdown(text, width).plain
 
 

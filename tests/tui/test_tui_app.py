@@ -207,6 +207,8 @@ async def test_copy_answer_and_last_code_block() -> None:
         assert app.clipboard == ANSWER
         await pilot.press("ctrl+b")
         assert app.clipboard == "print(sum(range(1, 11)))"
+        await pilot.press("f9")
+        assert app.clipboard == REPLY.split("</think>")[0].strip()
 
 
 async def test_model_text_is_never_markup_and_escapes_are_stripped() -> None:

@@ -65,7 +65,7 @@ def fence_runs(block: str) -> list[str] | None:
     return [f"{marker}{info}\n" + "\n".join(run) + f"\n{marker}\n" for run in runs]
 
 
-def content_lines(source: str, width: int, dark: bool = True) -> list[Content]:
+def content_lines(source: str, width: int, dark: bool = True, math: bool = False) -> list[Content]:
     """`source` as Rich renders it at `width` cells: one Textual Content per line."""
     console = Console(
         width=width,
@@ -78,7 +78,7 @@ def content_lines(source: str, width: int, dark: bool = True) -> list[Content]:
         highlight=False,
     )
     out = []
-    for line in markdown_lines(console, source, "monokai" if dark else "default"):
+    for line in markdown_lines(console, source, "monokai" if dark else "default", math=math):
         text = Text(end="")
         for segment in line:
             if not segment.control:
@@ -90,6 +90,10 @@ def content_lines(source: str, width: int, dark: bool = True) -> list[Content]:
 class BlockRenders:
     """Each block rendered once per width and theme: as text streams in, only the block still
     growing is rendered again (Rich takes ~3 ms a block, more with a highlighted fence)."""
+
+    # LaTeX shown as readable Unicode (the `math` setting; the app sets it once at start). The
+    # answer's source, which copy and the history use, is never changed.
+    math = True
 
     def __init__(self) -> None:
         self._key: tuple[int, bool] | None = None
@@ -119,7 +123,7 @@ class BlockRenders:
             return lines
         runs = fence_runs(block) if split else None
         if runs is None:
-            lines = content_lines(block, width, dark)
+            lines = content_lines(block, width, dark, BlockRenders.math)
             # A live part's last block is still growing: each version would be kept.
             if final:
                 self._blocks[block] = lines

@@ -100,6 +100,10 @@ class ChatView(VerticalScroll):
         self.pacer = FramePacer(1 / drain_hz)
         # Runs once the turn being stopped has finished (new chat, open another conversation).
         self._after_turn: Callable[[], Awaitable[None]] | None = None
+        # The replies sampled for the last question (Ctrl+R), and which one is shown.
+        self.alternatives: list[Message] = []
+        self.shown_alternative = 0
+        self.editing: int | None = None  # the turn whose question is being edited (Ctrl+↑)
 
     def compose(self) -> ComposeResult:
         yield Static(Content(WELCOME), id="welcome", markup=False)
@@ -122,7 +126,129 @@ class ChatView(VerticalScroll):
     async def ask(
         self, question: str, params: SamplingParams, reasoning: ReasoningParams | None = None
     ) -> None:
-        """Start the reply to `question` (the caller checked that the engine is free)."""
+        """Start the reply to `question` (the caller checked that the engine is free); while a
+        question is edited, the conversation forks there."""
+        self.alternatives = []
+        if self.editing is not None:
+            index, self.editing = self.editing, None
+            self.conversation.fork_at(index)
+            for view in list(self.query(TurnView))[index:]:
+                await view.remove()
+        await self._start(question, params, reasoning)
+
+    def begin_edit(self) -> str | None:
+        """Pick the question to edit: the last one, then each earlier one on the next call.
+        Returns its text, or None when there is none (or a reply runs)."""
+        views = list(self.query(TurnView))
+        n = min(len(views), len(self.conversation.exchanges))
+        if self.generation is not None or n == 0:
+            return None
+        index = n - 1 if self.editing is None else max(self.editing - 1, 0)
+        self.cancel_edit()
+        self.editing = index
+        views[index].add_class("-editing")
+        views[index].scroll_visible(animate=False)
+        return self.conversation.exchanges[index][0]
+
+    def cancel_edit(self) -> None:
+        for view in self.query(".-editing"):
+            view.remove_class("-editing")
+        self.editing = None
+
+    async def switch_branch(self, step: int) -> tuple[int, int] | None:
+        """Show another version of the latest edited question on the branch shown, with what
+        followed it; returns (shown, of), or None when no question was edited."""
+        from r1chat.history import question_versions
+
+        store, cid = self.store, self.conversation.id
+        if self.generation is not None or store is None or cid is None:
+            return None
+        index, leaves = question_versions(store.messages(cid, all_branches=True), store.shown(cid))
+        if not leaves:
+            return None
+        index = (index + step) % len(leaves)
+        store.set_leaf(cid, leaves[index])
+        await self.show_saved(cid)
+        return index + 1, len(leaves)
+
+    async def regenerate(
+        self, params: SamplingParams, reasoning: ReasoningParams | None = None
+    ) -> bool:
+        """Sample the last reply again; the earlier ones stay as alternatives of that turn.
+        False when there is nothing to sample again (or a reply runs)."""
+        views = self.query(TurnView)
+        if self.generation is not None or self.engine is None or not views:
+            return False
+        if not self.conversation.exchanges:
+            return False
+        if not self.alternatives:
+            self.alternatives = self._saved_alternatives() or [
+                self._as_message(
+                    self.conversation.reply_id, self.conversation.exchanges[-1][1], views.last()
+                )
+            ]
+        question = self.conversation.redo_last()
+        await views.last().remove()
+        await self._start(question, params, reasoning)
+        return True
+
+    async def switch_alternative(self, step: int) -> bool:
+        """Show the previous (-1) or next (+1) reply of the last question and go on from it."""
+        views = self.query(TurnView)
+        n = len(self.alternatives)
+        if self.generation is not None or n < 2 or not views:
+            return False
+        index = (self.shown_alternative + step) % n
+        reply = self.alternatives[index]
+        question = views.last().question
+        await views.last().remove()
+        view = TurnView(question, folded=True)
+        await self.mount(view)
+        await self._fill_saved(view, reply)
+        self.shown_alternative = index
+        view.set_alternatives(index + 1, n)
+        self.conversation.choose_reply(reply.content, reply.id if reply.id > 0 else None)
+        self.scroll_end(animate=False)
+        return True
+
+    def _saved_alternatives(self) -> list[Message]:
+        """Every saved reply to the last question, oldest first (a conversation reopened)."""
+        store, cid = self.store, self.conversation.id
+        if store is None or cid is None or self.conversation.store is None:
+            return []
+        try:
+            pairs = store.exchanges(cid)
+            if not pairs:
+                return []
+            qid, shown = pairs[-1][0].id, pairs[-1][1]
+            replies = [
+                m
+                for m in store.messages(cid, all_branches=True)
+                if m.role == "assistant" and m.parent_id == qid
+            ]
+        except R1ChatError:
+            return []
+        if shown is not None and shown in replies:
+            self.shown_alternative = replies.index(shown)
+        return replies
+
+    def _as_message(self, reply_id: int | None, answer: str, view: TurnView) -> Message:
+        from r1chat.history import Message, now
+
+        return Message(
+            id=reply_id or -1,
+            conversation_id=self.conversation.id or -1,
+            role="assistant",
+            content=answer,
+            thinking=view.thinking,
+            stats=None,
+            finish_reason="stop",
+            created=now(),
+        )
+
+    async def _start(
+        self, question: str, params: SamplingParams, reasoning: ReasoningParams | None
+    ) -> None:
         assert self.engine is not None and self.generation is None
         await self.query("#welcome").remove()
         view = TurnView(
@@ -315,6 +441,24 @@ class ChatView(VerticalScroll):
         note = finish_note(result.finish_reason, stats.completion_tokens, result.thinking_ended)
         if note is not None:
             view.show_note(note)
+        if self.alternatives:  # a reply sampled again: one more alternative, shown
+            from r1chat.history import Message, now
+
+            self.alternatives.append(
+                Message(
+                    id=self.conversation.reply_id or -1,
+                    conversation_id=self.conversation.id or -1,
+                    role="assistant",
+                    content=result.answer,
+                    thinking=result.thinking,
+                    stats=stats.to_dict(),
+                    finish_reason=result.finish_reason,
+                    created=now(),
+                    thinking_ended=result.thinking_ended,
+                )
+            )
+            self.shown_alternative = len(self.alternatives) - 1
+            view.set_alternatives(len(self.alternatives), len(self.alternatives))
 
     # --- conversations ---
 
@@ -323,6 +467,7 @@ class ChatView(VerticalScroll):
 
     async def clear(self) -> None:
         """A new, empty conversation."""
+        self.alternatives = []
         self.conversation = Conversation(self.store, on_save_error=self._save_failed)
         await self.query(TurnView).remove()
 
@@ -335,10 +480,14 @@ class ChatView(VerticalScroll):
         conversation = Conversation.resume(store, cid, on_save_error=self._save_failed)
         await self.query("TurnView, #welcome").remove()
         self.conversation = conversation
+        self.alternatives = []
         views = [TurnView(q.content, folded=True) for q, _ in pairs]
         await self.mount_all(views)
         for view, (_, reply) in zip(views, pairs, strict=True):
             await self._fill_saved(view, reply)
+        if views:
+            self.alternatives = self._saved_alternatives()
+            views[-1].set_alternatives(self.shown_alternative + 1, len(self.alternatives))
         self.scroll_end(animate=False)
         self.anchor()
         last = pairs[-1][1].stats if pairs and pairs[-1][1] and pairs[-1][1].stats else {}
@@ -381,3 +530,8 @@ class ChatView(VerticalScroll):
     def last_answer(self) -> str | None:
         views = self.query(TurnView)
         return views.last().answer if views else None
+
+    def last_thinking(self) -> str | None:
+        """The thinking of the focused turn, else of the last one."""
+        view = self.target_turn(self.app.focused)
+        return view.thinking if view is not None else None

@@ -61,6 +61,9 @@ class TurnView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(Content(sanitize(self.question)), classes="question", markup=False)
+        alternatives = Static("", classes="alternatives", markup=False)
+        alternatives.display = False
+        yield alternatives
         with Container(classes="turn-body"):
             with ThinkingPane(
                 title="Thinking…", collapsed=self._folded_at_start, classes="thinking"
@@ -95,6 +98,12 @@ class TurnView(Vertical):
     def on_collapsible_expanded(self, event: Collapsible.Expanded) -> None:
         event.stop()
         self.remove_class("-folded")
+
+    def set_alternatives(self, shown: int, count: int) -> None:
+        """ "‹ 2/3 ›": the reply shown is the 2nd of 3 sampled for this question."""
+        label = self.query_one(".alternatives", Static)
+        label.update(Content(f"‹ {shown}/{count} ›  Alt+←/→ switch · Ctrl+R again"))
+        label.display = count > 1
 
     def set_title(self, title: str) -> None:
         self.pane.title = title

@@ -1,0 +1,143 @@
+"""`r1chat eval FILE.jsonl`: grade the model on a benchmark file (see r1chat.evaluate)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from r1chat.commands.errors import user_errors
+from r1chat.commands.options import ApiBaseOpt, MaxTokOpt, ModelOpt, SeedOpt, TempOpt
+
+
+def eval_cmd(
+    file: Annotated[Path, typer.Argument(help='JSONL: one {"problem", "answer"} per line')],
+    samples: Annotated[
+        int, typer.Option("--samples", "-k", min=1, max=64, help="Samples per problem")
+    ] = 1,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="The first N problems only")
+    ] = None,
+    preset: Annotated[
+        str, typer.Option("--preset", "-p", help="math, code, logic or none")
+    ] = "math",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Results, one line per problem; a rerun goes on"),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    max_tokens: MaxTokOpt = None,
+    temperature: TempOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Grade the model on problems with known answers: pass@1, maj@k, thinking tokens, speed."""
+    from r1chat.commands.spinner import load_with_spinner
+    from r1chat.config import load_settings
+    from r1chat.errors import R1ChatError
+    from r1chat.evaluate import Result, load_done, load_problems, run, summary
+    from r1chat.interrupts import handled
+    from r1chat.prompts import PRESETS
+
+    with user_errors():
+        if preset not in (*PRESETS, "none"):
+            raise R1ChatError(f"unknown preset {preset!r} (math, code, logic or none)", 2)
+        settings = load_settings().with_flags(
+            model=model,
+            api_base=api_base,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
+        problems = load_problems(file, limit)
+        done = load_done(out)
+        todo = sum(p.id not in done for p in problems)
+        sink = out.open("a", encoding="utf-8") if out is not None and todo else None
+        results: list[Result] = []
+        t0 = time.perf_counter()
+        with handled() as stop:
+            engine = load_with_spinner(settings, quiet=json_out, stop=stop)
+
+            def keep(r: Result) -> None:
+                if sink is not None:
+                    sink.write(r.to_json() + "\n")
+                    sink.flush()  # a stop keeps every problem finished
+
+            bar = _Bar(len(problems), len(problems) - todo, quiet=json_out)
+            with stop.deferred() as cancel:
+                try:
+                    for r in run(
+                        engine,
+                        problems,
+                        settings.sampling_params(),
+                        samples,
+                        None if preset == "none" else preset,
+                        done=done,
+                        cancel=cancel,
+                        on_result=keep,
+                    ):
+                        results.append(r)
+                        bar.advance(r)
+                finally:
+                    bar.close()
+                    if sink is not None:
+                        sink.close()
+            report = summary(results, samples, time.perf_counter() - t0)
+            if len(results) < len(problems):
+                report["stopped"] = True
+            _print(report, samples, json_out)
+            code = stop.exit_code
+    raise typer.Exit(code)
+
+
+class _Bar:
+    """A progress bar with an ETA on stderr (none when quiet or not a terminal)."""
+
+    def __init__(self, total: int, done: int, *, quiet: bool) -> None:
+        self._progress: Any = None
+        if quiet or not sys.stderr.isatty():
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self._progress = Progress(
+            "eval",
+            BarColumn(),
+            MofNCompleteColumn(),
+            "ETA",
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task("eval", total=total, completed=done)
+        self._progress.start()
+
+    def advance(self, _result: object) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _print(report: dict[str, Any], k: int, json_out: bool) -> None:
+    if json_out:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    lines = [
+        f"problems        {report['problems']}" + (" (stopped)" if report.get("stopped") else ""),
+        f"pass@1          {report['pass@1']:.1%}  ({k} sample{'s' if k > 1 else ''} each)",
+        f"maj@{k:<11} {report[f'maj@{k}']:.1%}",
+        f"thinking        {report['mean_thinking_tokens']:,.0f} tokens on average",
+        f"speed           {report['tok_s']:,.1f} tokens/s ({report['tokens']:,} tokens)",
+        f"wall time       {report['wall_s']:,.1f} s",
+    ]
+    if report["cut_at_max_tokens"]:
+        lines.append(f"cut at the limit {report['cut_at_max_tokens']} (raise --max-tokens)")
+    sys.stdout.write("\n".join(lines) + "\n")

@@ -1,0 +1,603 @@
+"""An OpenAI-compatible server as an engine: vLLM, llama.cpp's llama-server, Ollama, any other.
+
+Servers send a reasoning model's thinking in one of three ways: as `delta.reasoning` (current
+vLLM with `--reasoning-parser deepseek_r1`, Ollama, OpenRouter), as `delta.reasoning_content`
+(llama-server with `--reasoning-format deepseek`, DeepSeek's API, older vLLM) or inline as
+`<think>…</think>` in the content (a server without a parser; with R1's template the content
+often holds only the closing tag). `RemoteEngine` turns each of them into the stream the local
+engine gives, so the turn, the history and every front end stay the same.
+
+Why httpx and httpx-sse rather than the `openai` package: the reasoning fields are not part of
+OpenAI's schema (the typed client hides them behind `model_extra`), a stop must close the
+connection at once so the server stops generating, and "no token for N seconds" is a plain read
+timeout; httpx gives all three directly, and httpx-sse parses the event stream as the spec says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from r1chat.engine import Done, Event, FinishReason, ModelInfo, Started, Stats, Token
+from r1chat.errors import R1ChatError
+from r1chat.prompts import ChatMessage
+from r1chat.reasoning import CLOSE_TAG, OPEN_TAG, Inject, Steer, ThinkingControl, ThinkSplitter
+from r1chat.sampling import SamplingParams
+
+DEFAULT_KEY_ENV = "R1CHAT_API_KEY"
+RETRIES_429 = 3
+MAX_RETRY_WAIT_S = 30.0
+# Names that mark a reasoning model when the server cannot say (it never shares the template).
+THINKING_NAMES = ("r1", "think", "qwq", "reason")
+
+Notes = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    name: str  # "llama-server", "vLLM", "Ollama" or "server"
+    continues: bool  # continues a final assistant message (how steering works mid-reply)
+    n_ctx: int  # 0: the server does not say
+
+
+def normalize_base(url: str) -> str:
+    """`url` as an API base ending in /v1 (added when the URL has no path)."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise R1ChatError(
+            f"--api-base must be an http(s) URL like http://host:8000/v1, not {url!r}", 2
+        )
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}{path or '/v1'}"
+
+
+def host_of(base: str) -> str:
+    """host:port for display: never the credentials a URL may carry."""
+    parts = urlsplit(base)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def api_key(env_name: str = DEFAULT_KEY_ENV) -> str | None:
+    return os.environ.get(env_name) or None
+
+
+class RemoteEngine:
+    """A model on an OpenAI-compatible server. One request at a time, like the local engine."""
+
+    def __init__(
+        self,
+        api_base: str,
+        model: str | None = None,
+        *,
+        key: str | None = None,
+        timeout_s: float = 120.0,
+        thinks: bool | None = None,
+        on_note: Notes | None = None,
+    ) -> None:
+        import httpx
+
+        self._httpx = httpx
+        self.base = normalize_base(api_base)
+        self.host = host_of(self.base)
+        self._key = key
+        self._on_note = on_note
+        self.timeout_s = timeout_s
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # Connecting is quick or hopeless; a token may take long (a long prompt to prefill), but
+        # never longer than `timeout_s` between two reads.
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+            follow_redirects=True,
+        )
+        models = self.models()
+        if not models:
+            raise R1ChatError(f"the server at {self.host} lists no models")
+        if model is None:
+            model = models[0]
+        elif model not in models:
+            raise R1ChatError(
+                f"the server at {self.host} has no model {model!r}"
+                f" (it has: {', '.join(models[:8])})",
+                2,
+            )
+        self.model = model
+        self.kind = self._detect()
+        if thinks is None:
+            thinks = any(n in model.lower() for n in THINKING_NAMES)
+        self.info = ModelInfo(
+            name=model,
+            path=self.base,
+            backend=f"{self.kind.name} @ {self.host}",
+            n_gpu_layers=0,
+            n_layers=0,
+            n_ctx=self.kind.n_ctx,
+            n_ctx_train=self.kind.n_ctx,
+            thinks=thinks,
+        )
+
+    # --- requests ---
+
+    def _scrub(self, text: str) -> str:
+        """A server's message, one line, without the key (some servers echo it back)."""
+        text = " ".join(text.split())
+        if self._key:
+            text = text.replace(self._key, "***")
+        return text[:300]
+
+    def _request_error(self, e: Exception) -> R1ChatError:
+        httpx = self._httpx
+        what = str(e) or type(e).__name__
+        if isinstance(e, httpx.ConnectTimeout):
+            return R1ChatError(f"cannot reach the server at {self.host}: timed out connecting")
+        if isinstance(e, httpx.ConnectError):
+            low = what.lower()
+            if "certificate" in low or "ssl" in low or "tls" in low:
+                why = f"TLS failed ({self._scrub(what)})"
+            elif "name or service" in low or "nodename" in low or "getaddrinfo" in low:
+                why = "unknown host"
+            elif "refused" in low:
+                why = "connection refused (is the server running?)"
+            else:
+                why = self._scrub(what)
+            return R1ChatError(f"cannot reach the server at {self.host}: {why}")
+        if isinstance(e, httpx.ReadTimeout):
+            return R1ChatError(
+                f"the server at {self.host} sent nothing for {self.timeout_s:g} s"
+                " (raise [engine] timeout for slow servers)"
+            )
+        if isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError)):
+            return R1ChatError(f"the server at {self.host} closed the connection mid-reply")
+        return R1ChatError(f"the server at {self.host} failed: {self._scrub(what)}")
+
+    def _status_error(self, status: int, body: bytes) -> R1ChatError:
+        message = _error_message(body)
+        if status in (401, 403):
+            return R1ChatError(
+                f"the server at {self.host} refused the API key ({status}"
+                f"{': ' + self._scrub(message) if message else ''});"
+                f" set it in ${DEFAULT_KEY_ENV} or [engine] api_key_env",
+                2,
+            )
+        if status == 404:
+            return R1ChatError(
+                f"the server at {self.host} has no such model or endpoint (404"
+                f"{': ' + self._scrub(message) if message else ''})",
+                2,
+            )
+        reason = self._scrub(message) if message else "no reason given"
+        if 400 <= status < 500:
+            return R1ChatError(
+                f"the server at {self.host} refused the request ({status}): {reason}", 2
+            )
+        return R1ChatError(f"the server at {self.host} failed ({status}): {reason}")
+
+    def _get_json(self, path: str, *, quiet: bool = False) -> Any:
+        url = self.base + path if path.startswith("/") else path
+        try:
+            r = self._client.get(url, timeout=2.0 if quiet else None)
+        except self._httpx.HTTPError as e:
+            if quiet:
+                return None
+            raise self._request_error(e) from None
+        if r.status_code != 200:
+            if quiet:
+                return None
+            raise self._status_error(r.status_code, r.content)
+        try:
+            return r.json()
+        except ValueError:
+            if quiet:
+                return None
+            raise R1ChatError(f"the server at {self.host} sent malformed JSON for {path}") from None
+
+    def models(self) -> list[str]:
+        data = self._get_json("/models")
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise R1ChatError(f"the server at {self.host} sent no model list for /v1/models")
+        self._model_items = [i for i in items if isinstance(i, dict)]
+        return [str(i["id"]) for i in self._model_items if "id" in i]
+
+    def _detect(self) -> ServerKind:
+        """Which server this is, when it says: it decides how steering continues a reply."""
+        root = self.base[: -len("/v1")] if self.base.endswith("/v1") else self.base
+        props = self._get_json(root + "/props", quiet=True)
+        if isinstance(props, dict) and "default_generation_settings" in props:
+            gen = props["default_generation_settings"]
+            n_ctx = int(gen.get("n_ctx", 0)) if isinstance(gen, dict) else 0
+            return ServerKind("llama-server", True, n_ctx)
+        item = next((i for i in self._model_items if i.get("id") == self.model), {})
+        if "max_model_len" in item:  # vLLM lists it with each model
+            return ServerKind("vLLM", True, int(item.get("max_model_len") or 0))
+        if isinstance(self._get_json(root + "/api/version", quiet=True), dict):
+            return ServerKind("Ollama", False, 0)
+        return ServerKind("server", False, 0)
+
+    # --- the Engine protocol ---
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        # The server holds the tokenizer; about 3 characters a token errs towards leaving out
+        # an early turn rather than hitting the server's context limit.
+        return sum(len(m.content) for m in messages) // 3 + 8 * len(messages)
+
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+        control: ThinkingControl | None = None,
+    ) -> Iterator[Event]:
+        """Stream a reply, as the local engine does; see `r1chat.engine.Engine`."""
+        return self._stream(messages, params, cancel or threading.Event(), control)
+
+    def _body(
+        self, messages: list[dict[str, str]], params: SamplingParams, seed: int
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "seed": seed,
+        }
+        if params.top_k > 0 and self.kind.name != "server":
+            body["top_k"] = params.top_k  # vLLM, llama-server and Ollama take it; OpenAI does not
+        if params.ignore_eos:
+            body["ignore_eos"] = True  # benchmarks: vLLM and llama-server take it
+        if messages and messages[-1]["role"] == "assistant":
+            # Continue the final assistant message (vLLM's names; llama-server does it anyway).
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+        return body
+
+    def _stream(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        cancel: threading.Event,
+        control: ThinkingControl | None,
+    ) -> Iterator[Event]:
+        t0 = time.perf_counter()
+        seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**31)
+        stats = Stats(seed=seed)
+        thinks = self.info.thinks
+        # A budget of 0: the turn shows no thinking. llama-server ends it itself; elsewhere the
+        # thinking is cut at its first token and continued with the closing text, unseen.
+        hide = thinks and control is not None and control.params.budget == 0
+        native_zero = hide and self.kind.name == "llama-server"
+        ctl: ThinkingControl | None = control if thinks else None
+        if hide and control is not None:
+            if native_zero:
+                ctl = None
+            elif self.kind.continues:
+                ctl = ThinkingControl(replace(control.params, budget=0))
+            else:
+                ctl = None
+                self._note(f"{self.kind.name} cannot skip the thinking: it runs, unseen")
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        parts = _Parts(thinks and not native_zero)
+        consumer_thinks = thinks and not hide  # whether the turn's splitter is in <think>
+        thinking: list[str] = []  # what the next request continues, when the thinking is cut
+        prefill = ""
+        steering = ctl is not None
+        n = 0
+        t_first = 0.0
+        usage_completion = 0
+        finish: FinishReason = "stop"
+        started = False
+        while True:
+            messages_out: list[dict[str, str]] = chat
+            if prefill:
+                messages_out = [*chat, self._continued(prefill)]
+            body = self._body(messages_out, replace(params, max_tokens=params.max_tokens - n), seed)
+            if native_zero:
+                body["reasoning_budget_tokens"] = 0
+            again = False
+            stop = False
+            with self._open(body, cancel) as events:
+                for kind, text, usage in events:
+                    if not started:
+                        # Only now: some servers (llama_cpp.server) answer 200 and then end the
+                        # stream at once when the prompt does not fit; nothing is saved then.
+                        started = True
+                        yield Started(None)
+                    if kind == "usage" and usage is not None:
+                        stats.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                        usage_completion += int(usage.get("completion_tokens") or 0)
+                        continue
+                    if kind == "finish":
+                        finish = "length" if text == "length" else "stop"
+                        continue
+                    for part, piece in parts.feed(kind, text):
+                        if not t_first:
+                            t_first = time.perf_counter()
+                        steer: Steer | None = None
+                        if part == "open":
+                            if not hide:
+                                consumer_thinks = True
+                                yield Token(-1, OPEN_TAG + "\n")
+                        elif part == "answer":
+                            if consumer_thinks:
+                                consumer_thinks = False
+                                yield Token(-1, CLOSE_TAG + "\n\n")
+                            n += 1
+                            yield Token(0, piece)
+                        elif part == "think":
+                            thinking.append(piece)
+                            if ctl is not None and steering:
+                                steer = ctl.token(hash(piece))
+                            n += 1
+                            if not hide:
+                                yield Token(0, piece)
+                        else:  # the model closed its thinking
+                            if ctl is not None and steering:
+                                steer = ctl.close_requested()
+                            if steer is None:
+                                steering = False
+                                if consumer_thinks:
+                                    consumer_thinks = False
+                                    yield Token(-1, CLOSE_TAG + "\n\n")
+                        if cancel.is_set():
+                            stop = True
+                        elif isinstance(steer, Inject) and self.kind.continues:
+                            # R1's template drops what precedes a closing tag from the message it
+                            # continues: the closing text goes in without it, the model closes.
+                            inject = steer.text
+                            if part == "think":
+                                inject = inject.replace(CLOSE_TAG, "").rstrip() + "\n"
+                                steering = False
+                            thinking.append(inject)
+                            if not hide:
+                                yield Token(-1, inject)
+                            again = True
+                        elif steer is not None:
+                            if isinstance(steer, Inject):
+                                self._note(
+                                    f"{self.kind.name} cannot continue a reply, so r1chat cannot"
+                                    " end the thinking and have it answer: the reply stops here"
+                                )
+                            if ctl is not None and ctl.ended is None:
+                                ctl.ended = "loop"
+                            stop = True
+                        if stop or again or n >= params.max_tokens:
+                            break
+                    if stop or again or n >= params.max_tokens:
+                        break
+            if cancel.is_set() or stop:
+                finish = "cancelled"
+                break
+            if n >= params.max_tokens:
+                finish = "length"
+                break
+            if not again:
+                break
+            prefill = "".join(thinking)
+            parts.resume()
+        t_end = time.perf_counter()
+        stats.completion_tokens = max(n, usage_completion)
+        stats.finish_reason = finish
+        stats.ttft_s = (t_first or t_end) - t0
+        if n > 1 and t_first:
+            stats.decode_tok_s = (n - 1) / max(t_end - t_first, 1e-9)
+        stats.total_s = t_end - t0
+        yield Done(stats)
+
+    def _continued(self, thinking: str) -> dict[str, str]:
+        """The assistant message that a continued reply goes on from: the thinking so far."""
+        if self.kind.name == "llama-server":
+            # It continues inside the thinking itself (continue_final_message resolves to
+            # "reasoning_content" when the content is empty).
+            return {"role": "assistant", "content": "", "reasoning_content": thinking}
+        return {"role": "assistant", "content": f"{OPEN_TAG}\n{thinking}"}
+
+    def _note(self, text: str) -> None:
+        if self._on_note is not None:
+            self._on_note(text)
+
+    @contextlib.contextmanager
+    def _open(
+        self, body: dict[str, Any], cancel: threading.Event
+    ) -> Iterator[Iterator[tuple[str, str, dict[str, Any] | None]]]:
+        """POST the chat request; yields its events: ("reasoning" | "content" | "finish", text,
+        None) or ("usage", "", usage). Retries a 429 a few times, as long as the server asks."""
+        import httpx_sse
+
+        httpx = self._httpx
+        url = self.base + "/chat/completions"
+        for attempt in range(RETRIES_429 + 1):
+            try:
+                cm = httpx_sse.connect_sse(self._client, "POST", url, json=body)
+                source = cm.__enter__()
+            except httpx.HTTPError as e:
+                raise self._request_error(e) from None
+            response = source.response
+            if response.status_code == 429 and attempt < RETRIES_429:
+                wait = _retry_after(response.headers.get("retry-after"), attempt)
+                cm.__exit__(None, None, None)
+                self._note(f"the server is busy (429): retrying in {wait:g} s")
+                if cancel.wait(wait):
+                    raise R1ChatError("stopped while waiting for the server", 130)
+                continue
+            if response.status_code != 200:
+                body_bytes = response.read()
+                cm.__exit__(None, None, None)
+                raise self._status_error(response.status_code, body_bytes)
+            break
+        closed = threading.Event()
+
+        def watch() -> None:
+            # A stop must not wait for the next token: closing the response ends the read at
+            # once, and the connection's close tells the server to stop generating.
+            while not closed.is_set():
+                if cancel.wait(0.05):
+                    with contextlib.suppress(Exception):
+                        response.close()
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            yield self._events(source, cancel)
+        finally:
+            closed.set()
+            with contextlib.suppress(Exception):
+                cm.__exit__(None, None, None)
+
+    def _events(
+        self, source: Any, cancel: threading.Event
+    ) -> Iterator[tuple[str, str, dict[str, Any] | None]]:
+        import httpx_sse
+
+        httpx = self._httpx
+        done = False
+        seen = False
+        try:
+            for sse in source.iter_sse():
+                data = sse.data
+                seen = True
+                if data.strip() == "[DONE]":
+                    done = True
+                    break
+                if not data.strip():
+                    continue
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    raise R1ChatError(
+                        f"the server at {self.host} sent malformed JSON in its stream"
+                    ) from None
+                if not isinstance(chunk, dict):
+                    raise R1ChatError(f"the server at {self.host} sent an unexpected event")
+                if "error" in chunk:
+                    err = chunk["error"]
+                    msg = err.get("message") if isinstance(err, dict) else str(err)
+                    raise R1ChatError(f"the server at {self.host} failed: {self._scrub(str(msg))}")
+                usage = chunk.get("usage")
+                for choice in chunk.get("choices") or []:
+                    if not isinstance(choice, dict):
+                        continue
+                    delta = choice.get("delta") or {}
+                    if isinstance(delta, dict):
+                        # Both names at once would be one server repeating itself: read one.
+                        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                        if isinstance(reasoning, str) and reasoning:
+                            yield ("reasoning", reasoning, None)
+                        content = delta.get("content")
+                        if isinstance(content, str) and content:
+                            yield ("content", content, None)
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        yield ("finish", str(reason), None)
+                if isinstance(usage, dict):
+                    yield ("usage", "", usage)
+        except httpx_sse.SSEError:
+            raise R1ChatError(f"the server at {self.host} did not send an event stream") from None
+        except httpx.HTTPError as e:
+            if cancel.is_set():
+                return
+            raise self._request_error(e) from None
+        if not done and not cancel.is_set():
+            if not seen:
+                raise R1ChatError(
+                    f"the server at {self.host} ended the stream without a reply"
+                    " (is the prompt longer than its context? its log will say)"
+                )
+            raise R1ChatError(f"the server at {self.host} ended the stream before it was done")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+
+class _Parts:
+    """Whatever way the server sends the thinking → ("think" | "close" | "answer", text) parts:
+    thinking, one "close" when the model ends it, then the answer."""
+
+    def __init__(self, thinks: bool) -> None:
+        self._splitter = ThinkSplitter(in_think=thinks)
+        self._in_think = thinks
+        # Whether the server sends the thinking in a field of its own; it stays so once seen (a
+        # continued reply may well open with its answer).
+        self._fields = False
+        self._any = False
+        self._lead = True  # nothing of the answer came yet
+
+    def resume(self) -> None:
+        """The reply is continued from inside its thinking."""
+        self._in_think = True
+        self._splitter = ThinkSplitter(in_think=True)
+
+    def feed(self, kind: str, text: str) -> list[tuple[str, str]]:
+        first, self._any = not self._any, True
+        if kind == "reasoning":
+            self._fields = True
+            if first and not self._in_think:  # a model not known to think, thinking
+                self._in_think = True
+                return [("open", ""), ("think", text)]
+            # Thinking after the answer began (a confused server) stays visible, as answer.
+            return [("think" if self._in_think else "answer", text)]
+        out: list[tuple[str, str]] = []
+        if self._lead and not self._in_think:
+            # An answer starts at its first word: a model told not to think may close the
+            # thinking at once, and llama-server's forced close leaves the blank line after it.
+            text = text.lstrip()
+            if text.startswith(CLOSE_TAG):
+                text = text[len(CLOSE_TAG) :].lstrip()
+            if not text:
+                return out
+        self._lead = False
+        if self._fields:
+            if self._in_think:
+                self._in_think = False
+                out.append(("close", ""))
+            out.append(("answer", text))
+            return out
+        for part, piece in self._splitter.feed(text):
+            if part == "answer" and self._in_think:
+                self._in_think = False
+                out.append(("close", ""))
+            out.append((part, piece))
+        if self._in_think and not self._splitter.in_think:
+            self._in_think = False
+            out.append(("close", ""))
+        return out
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:300]
+    if isinstance(data, dict):
+        err = data.get("error", data.get("detail", data.get("message")))
+        if isinstance(err, dict):
+            return str(err.get("message") or err)
+        if isinstance(err, list) and err and isinstance(err[0], dict):
+            return str(err[0].get("msg") or err[0])
+        if err is not None:
+            return str(err)
+    return str(data)[:300]
+
+
+def _retry_after(header: str | None, attempt: int) -> float:
+    try:
+        wait = float(header) if header else 2.0**attempt
+    except ValueError:
+        wait = 2.0**attempt
+    return min(max(wait, 0.0), MAX_RETRY_WAIT_S)
