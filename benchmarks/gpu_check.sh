@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared check for the GPU machine (see ../shared/gpu/README.md): r1chat bench on the
-# 7B twin beside llama-bench on the same file, then the engine-overhead benchmark on the twin.
+# 7B twin beside llama-bench on the same file, the engine-overhead benchmark on the twin, and
+# k samples decoded together (batch_decode, bench --samples).
 #
 # Here, before the run:  rm -rf .gpu && cp -r ../shared/gpu .gpu      (.gpu/ is git-ignored)
 # The run (carry .gpu):  bash benchmarks/gpu_check.sh [TOKENS]        (TOKENS: overhead run, 4000)
@@ -45,6 +46,14 @@ timeout 300 "$LLAMA_BENCH" -m "$M" -ngl 99 -fa 1 -p 0 -n 1024 -r 2 -o json \
 log "engine_overhead --tokens $TOKENS"
 timeout 420 python3 benchmarks/engine_overhead.py "$M" --tokens "$TOKENS" \
   --json "$OUT/engine_overhead.json" >"$OUT/engine_overhead.txt" 2>&1 || log "engine_overhead failed"
+
+# 4. k samples decoded together on the twin (issue 13: k = 8 should give ≥ 4x the aggregate of
+#    k = 1, since one decode step of the 7B is memory-bound), and r1chat bench --samples 8.
+log "batch_decode"
+timeout 300 python3 benchmarks/batch_decode.py "$M" --tokens 256 --ks 1,2,4,8 --rounds 2 \
+  --json "$OUT/batch_decode.json" >"$OUT/batch_decode.txt" 2>&1 || log "batch_decode failed"
+timeout 200 python3 -m r1chat bench --model "$M" --samples 8 --tokens 256 --json \
+  >"$OUT/bench_samples8.json" 2>"$OUT/bench_samples8.err" || log "bench --samples failed"
 
 log "done"
 python3 - "$OUT" <<'EOF' | tee -a "$OUT/summary.txt"

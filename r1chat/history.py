@@ -542,6 +542,25 @@ class HistoryStore:
                 raise R1ChatError(f"no message {message_id} in conversation {conv_id}")
             db.execute("UPDATE conversations SET leaf_id = ? WHERE id = ?", (message_id, conv_id))
 
+    def show_branch_of(self, conv_id: int, message_id: int) -> bool:
+        """Show the branch that holds `message_id` (a search hit on another branch): its newest
+        message becomes the leaf. False when it is on the branch shown already."""
+        messages, leaf = self._all_messages(conv_id)
+        if message_id in _path(messages, leaf):
+            return False
+        children: dict[int | None, list[int]] = {}
+        for m in messages:
+            children.setdefault(m.parent_id, []).append(m.id)
+        if message_id not in {m.id for m in messages}:
+            raise R1ChatError(f"no message {message_id} in conversation {conv_id}")
+        newest, todo = message_id, [message_id]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                newest = max(newest, child)
+                todo.append(child)
+        self.set_leaf(conv_id, newest)
+        return True
+
     def rename(self, conv_id: int, title: str) -> None:
         title = " ".join(title.split())
         if not title:

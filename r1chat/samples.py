@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
 from r1chat.answers import Vote, vote
 from r1chat.batch import BatchStats, Sample, SampleProgress, sample_many
@@ -36,6 +37,24 @@ class Samples:
         if self.vote.members:
             return self.samples[self.vote.members[0]]
         return self.samples[0]
+
+    def replies(self) -> list[tuple[str, str, dict[str, Any], str]]:
+        """Each sample as Conversation.save_samples keeps it: answer, thinking, stats, finish."""
+        return [
+            (
+                s.answer,
+                s.thinking,
+                {
+                    "seed": s.seed,
+                    "thinking_tokens": s.thinking_tokens,
+                    "answer_tokens": s.answer_tokens,
+                    "completion_tokens": s.completion_tokens,
+                    "finish_reason": s.finish_reason,
+                },
+                s.finish_reason,
+            )
+            for s in self.samples
+        ]
 
     def agreement(self) -> str:
         """ "4, 6 of 8 samples agree"; or why there is no vote."""

@@ -116,6 +116,9 @@ class ReplayServer:
         self.models = models or [{"id": "m", "object": "model"}]
         self.requests: list[tuple[dict[str, Any], dict[str, str]]] = []
         self.extra: dict[str, Any] = {}  # path -> JSON, e.g. "/props"
+        self.in_flight = 0
+        self.peak = 0  # the most chat requests served at once
+        lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -146,7 +149,17 @@ class ReplayServer:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(n) or b"{}")
                 outer.requests.append((body, dict(self.headers.items())))
-                reply = outer.replies.pop(0) if outer.replies else Reply(status=500, body={})
+                with lock:
+                    reply = outer.replies.pop(0) if outer.replies else Reply(status=500, body={})
+                    outer.in_flight += 1
+                    outer.peak = max(outer.peak, outer.in_flight)
+                try:
+                    self._reply(reply)
+                finally:
+                    with lock:
+                        outer.in_flight -= 1
+
+            def _reply(self, reply: Reply) -> None:
                 if reply.status != 200:
                     self._json(reply.status, reply.body, reply.headers)
                     return

@@ -646,3 +646,25 @@ def test_an_alternative_reply_becomes_the_one_shown(store: HistoryStore) -> None
     store.set_leaf(cid, first)
     assert store.turns(cid) == [("q", "first")]
     assert len(store.messages(cid, all_branches=True)) == 3
+
+
+def test_search_finds_text_on_any_branch_and_opens_that_branch(tmp_path: Path) -> None:
+    from r1chat.history import question_versions
+
+    store = HistoryStore.open(tmp_path / "h.sqlite3")
+    cid = store.new_conversation("t", "m")
+    q1 = store.add_user_message(cid, "first about walruses")
+    r1 = store.add_assistant_message(cid, "walrus facts", parent_id=q1)
+    store.add_user_message(cid, "and penguins?")
+    q1b = store.add_user_message(cid, "first about otters", parent_id=None)  # an edited first
+    store.add_assistant_message(cid, "otter facts", parent_id=q1b)
+    assert [m.content for m in store.shown(cid)] == ["first about otters", "otter facts"]
+    index, leaves = question_versions(store.messages(cid, all_branches=True), store.shown(cid))
+    assert index == 1 and len(leaves) == 2
+    hit = store.search("penguins")[0]
+    assert store.show_branch_of(cid, hit.message_id) is True
+    assert [m.content for m in store.shown(cid)] == [
+        "first about walruses", "walrus facts", "and penguins?",
+    ]  # fmt: skip
+    assert store.show_branch_of(cid, r1) is False  # already shown
+    store.close()

@@ -379,10 +379,28 @@ def test_a_signal_mid_reply_keeps_what_came(
         assert reply.stopped and reply.thinking == result["thinking"]
 
 
+def catching(pid: int, signum: int = signal.SIGINT) -> None:
+    """Wait until process `pid` catches `signum` (its SigCgt mask in /proc says so)."""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return  # gone already: the caller sees how it ended
+        mask = next((ln.split()[1] for ln in status.splitlines() if ln.startswith("SigCgt:")), "0")
+        if int(mask, 16) & (1 << (signum - 1)):
+            return
+        time.sleep(0.002)
+    raise AssertionError("the process never set up its signal handler")
+
+
 def test_ctrl_c_at_any_moment_exits_130_quietly(r1home: Path, noise_model: Path) -> None:
     # From start-up (imports) through the model load to the last token: a sweep of moments.
     for delay in [0.05 * k for k in range(1, 40, 3)]:
         proc = start_ask(r1home, noise_model)
+        # Until the interpreter has set up its own SIGINT handler (before any Python code runs)
+        # the signal kills it outright: no program can catch that, so the sweep starts after.
+        catching(proc.pid)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)

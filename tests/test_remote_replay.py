@@ -348,3 +348,26 @@ def test_no_thinking_on_a_server_that_cannot_continue_hides_it(
     )
     assert result.thinking == "" and result.answer == "".join(ANSWER)
     assert notes == ["server cannot skip the thinking: it runs, unseen"]
+
+
+def test_samples_on_a_server_are_concurrent_requests_and_vote(
+    replay: list[ReplayServer],
+) -> None:
+    from r1chat.samples import ask_many
+
+    def reply(boxed: str) -> Reply:
+        return Reply(
+            [
+                chunk({"reasoning": "Hmm."}),
+                chunk({"content": f"So $\\boxed{{{boxed}}}$"}),
+                chunk({}, "stop"),
+            ],
+            pause_s=0.3,
+        )
+
+    s = server(replay, [reply("4"), reply("4.0"), reply("5")], models=[{"id": "r1"}])
+    got = ask_many(RemoteEngine(s.base), [ChatMessage("user", "2+2?")], SamplingParams(seed=10), 3)
+    assert sorted(x.boxed or "" for x in got.samples) == ["4", "4.0", "5"]
+    assert (got.vote.count, got.vote.of) == (2, 3) and got.vote.answer in ("4", "4.0")
+    assert sorted(body["seed"] for body, _ in s.requests) == [10, 11, 12]
+    assert s.peak == 3  # the three were served at the same time

@@ -47,3 +47,16 @@ def test_retry_needs_a_conversation_and_no_new_question(noise_model: Path, r1hom
     ask(r1home, noise_model, "q")
     out = run_cli("ask", "-m", str(noise_model), "--retry", "-c", "new?", home=r1home)
     assert out.returncode == 2 and "give no new one" in out.stderr.decode()
+
+
+def test_export_with_or_without_the_thinking(scripted_model: Path, r1home: Path) -> None:
+    ask(r1home, scripted_model, "--max-tokens", "64", "2+2?")
+    full = run_cli("history", "export", "1", home=r1home).stdout.decode()
+    bare = run_cli("history", "export", "1", "--no-think", home=r1home).stdout.decode()
+    assert "Two plus two makes four." in full and "<details>" in full
+    assert "Two plus two" not in bare and "<details>" not in bare
+    assert "\\boxed{4}" in bare  # the raw LaTeX, as written
+    data = json.loads(
+        run_cli("history", "export", "1", "-f", "json", "--no-think", home=r1home).stdout
+    )
+    assert all(m["thinking"] == "" for m in data["messages"])

@@ -110,21 +110,7 @@ def save(
     attachments: list[dict[str, Any]] | None,
 ) -> None:
     chosen = result.chosen().index
-    replies: list[tuple[str, str, dict[str, Any], str]] = [
-        (
-            s.answer,
-            s.thinking,
-            {
-                "seed": s.seed,
-                "thinking_tokens": s.thinking_tokens,
-                "answer_tokens": s.answer_tokens,
-                "completion_tokens": s.completion_tokens,
-                "finish_reason": s.finish_reason,
-            },
-            s.finish_reason,
-        )
-        for s in result.samples
-    ]
+    replies = result.replies()
     chat.save_samples(question, model, replies, chosen, attachments)
 
 

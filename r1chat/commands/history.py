@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -197,8 +198,11 @@ def export_cmd(
         Path | None,
         typer.Option("--output", "-o", dir_okay=False, help="Write to this file (default: stdout)"),
     ] = None,
+    no_think: Annotated[
+        bool, typer.Option("--no-think", help="Leave out the thinking (answers only)")
+    ] = False,
 ) -> None:
-    """Export one conversation as Markdown or JSON."""
+    """Export one conversation (the branch it shows) as Markdown or JSON."""
     from r1chat.commands.errors import fail
     from r1chat.history import export_dict, export_markdown
     from r1chat.sanitize import sanitize
@@ -206,6 +210,8 @@ def export_cmd(
     with _store() as store:
         conv = store.get_conversation(conv_id)
         messages = store.shown(conv_id)
+    if no_think:
+        messages = [replace(m, thinking="") for m in messages]
     if fmt is Format.json:
         text = safe_json(export_dict(conv, messages)) + "\n"
     else:

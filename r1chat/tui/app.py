@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -28,15 +29,16 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Footer, Static
 
+from r1chat.attachments import Attachment, read_attachment, with_attachments
 from r1chat.config import ANSWER_ROOM, Settings
 from r1chat.engine import Engine
 from r1chat.errors import R1ChatError
 from r1chat.history import HistoryStore
-from r1chat.prompts import PRESETS, apply_preset
+from r1chat.prompts import PRESETS, ChatMessage, apply_preset
 from r1chat.sanitize import sanitize
 from r1chat.tui import messages
 from r1chat.tui.commands import R1ChatCommands
-from r1chat.tui.dialogs import TextPromptScreen
+from r1chat.tui.dialogs import FilePickerScreen, TextPromptScreen
 from r1chat.tui.help import HelpScreen
 from r1chat.tui.keys import focus_now
 from r1chat.tui.text import last_code_block
@@ -102,6 +104,8 @@ class R1ChatApp(App[None]):
         Binding("alt+left", "alternative(-1)", "Previous reply", show=False),
         Binding("alt+right", "alternative(1)", "Next reply", show=False),
         Binding("f8", "think_budget", "Budget", show=False),
+        Binding("f12", "samples", "Samples", show=False),
+        Binding("ctrl+f", "attach", "Attach", show=False),
         Binding("f1", "help", "Help"),
         # The prompt's End (line end) comes first while it holds text (PromptInput.check_action).
         Binding("end", "follow", "Follow", show=False),
@@ -132,6 +136,8 @@ class R1ChatApp(App[None]):
         super().__init__()
         self.settings = settings or Settings()
         BlockRenders.math = self.settings.math == "unicode"
+        self.samples = 1  # replies sampled at once for the next questions (F12)
+        self.attached: list[Attachment] = []  # files that go with the next question (Ctrl+F)
         self.store: HistoryStore | None = store
         self._open_store: StoreOpener = open_store or HistoryStore.open
         self._owns_store = False
@@ -299,8 +305,14 @@ class R1ChatApp(App[None]):
             return
         self.prompt.clear()
         self.prompt.border_title = f"preset: {self.preset}" if self.preset else None
+        attached, self.attached = self.attached, []
+        self.prompt.border_subtitle = None
         await self.chat.ask(
-            apply_preset(text.strip(), self.preset), self.settings.sampling_params(), self.reasoning
+            with_attachments(apply_preset(text.strip(), self.preset), attached),
+            self.settings.sampling_params(),
+            self.reasoning,
+            self.samples,
+            [a.record() for a in attached] or None,
         )
         self.status.set(state="generating", tok_s=None, ttft_s=None)
         self._refresh_footer()  # Esc (Stop) shows in the footer only while a reply runs
@@ -392,6 +404,13 @@ class R1ChatApp(App[None]):
 
     async def on_sidebar_open(self, event: Sidebar.Open) -> None:
         cid = event.conversation_id
+        mid = event.message_id
+        if mid is not None and self.store is not None and not self.chat.busy:
+            try:
+                if self.store.show_branch_of(cid, mid) and cid == self.conversation_id:
+                    await self._open_conversation(cid)  # the same one, another branch
+            except R1ChatError as e:
+                self.notify(f"History: {sanitize(str(e))}", severity="error", markup=False)
         if cid != self.conversation_id or self.chat.busy:
             await self.chat.when_idle(lambda: self._open_conversation(cid))
         focus_now(self.prompt)
@@ -547,6 +566,57 @@ class R1ChatApp(App[None]):
             TextPromptScreen(
                 "Thinking budget for the next questions, in tokens (0: no thinking; empty: none):",
                 current,
+            ),
+            done,
+        )
+
+    def action_attach(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return
+
+        def done(path: str | None) -> None:
+            if path is None:
+                return
+            try:
+                attachment = read_attachment(path)
+            except R1ChatError as e:
+                self.notify(sanitize(str(e)), severity="error", markup=False)
+                return
+            self.attached.append(attachment)
+            self._show_attached()
+
+        self.push_screen(FilePickerScreen(), done)
+
+    def _show_attached(self) -> None:
+        """The files going with the next question, and what they cost in tokens."""
+        parts = []
+        for a in self.attached:
+            size = f"{a.size:,} bytes"
+            if self.engine is not None:
+                tokens = self.engine.count_tokens([ChatMessage("user", a.text)])
+                size = f"{tokens:,} tokens"
+            parts.append(f"{Path(a.name).name} ({size})")
+        self.prompt.border_subtitle = ("attached: " + ", ".join(parts)) if parts else None
+
+    def action_samples(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            text = text.strip() or "1"
+            if not text.isdigit() or not 1 <= int(text) <= 64:
+                self.notify("Samples: a number from 1 to 64.", severity="error")
+                return
+            self.samples = int(text)
+            self.status.set(samples=self.samples)
+
+        self.push_screen(
+            TextPromptScreen(
+                "Samples for the next questions (1-64): each reply is sampled that many times at"
+                " once and the answers vote:",
+                str(self.samples),
             ),
             done,
         )

@@ -31,6 +31,18 @@ COMMANDS: tuple[Command, ...] = (
         "Copy answer", "Copy the last answer to the clipboard (OSC 52)", "copy_answer", "Ctrl+O"
     ),
     Command(
+        "Attach a file…",
+        "Add a text file to the next question (type its path or pick it in the tree)",
+        "attach",
+        "Ctrl+F",
+    ),
+    Command(
+        "Samples…",
+        "Sample the next replies k times at once and vote over their answers",
+        "samples",
+        "F12",
+    ),
+    Command(
         "Regenerate",
         "Sample the last reply again; the earlier ones stay as alternatives",
         "regenerate",

@@ -66,3 +66,40 @@ class TextPromptScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class FilePickerScreen(ModalScreen[str | None]):
+    """Pick a file to attach: type its path (Enter), or walk the folder tree and select one."""
+
+    AUTO_FOCUS = "#file-path"
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, root: str = ".") -> None:
+        super().__init__(classes="dialog-screen")
+        self.root = root
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import DirectoryTree
+
+        with Vertical(classes="dialog file-picker"):
+            yield Static(
+                Content("Attach a file: type its path and Enter, or pick it below (Tab)."),
+                classes="dialog-text",
+                markup=False,
+            )
+            yield Input(placeholder="path/to/file", id="file-path")
+            yield DirectoryTree(self.root, id="file-tree")
+
+    @on(Input.Submitted, "#file-path")
+    def _typed(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.dismiss(event.value.strip())
+
+    def on_directory_tree_file_selected(self, event: object) -> None:
+        path = getattr(event, "path", None)
+        if path is not None:
+            self.dismiss(str(path))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -13,6 +13,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from r1chat.engine import Engine
     from r1chat.errors import R1ChatError
+    from r1chat.samples import Samples
     from r1chat.turn import ThinkingEnded, TurnResult
 
 
@@ -109,3 +110,11 @@ class Meter(Message):
         self.ttft_s = ttft_s
         self.ctx_used = ctx_used
         self.thinking = thinking  # the speed is the thinking's
+
+
+class SamplesFinished(Message):
+    """The samples of a question ended (finished or stopped), with their vote."""
+
+    def __init__(self, result: Samples) -> None:
+        super().__init__()
+        self.result = result

@@ -119,3 +119,37 @@ async def test_an_edited_question_forks_and_the_old_branch_comes_back(tmp_path: 
         assert [m.content for m in store.shown(cid)] == ["one?", "Answer 1.", "two?", "Answer 2."]
         assert app.chat.conversation.exchanges[-1] == ("two?", "Answer 2.")
     store.close()
+
+
+async def test_samples_in_the_app_vote_and_each_can_be_opened(tmp_path: Path) -> None:
+    from textual.widgets import Collapsible
+
+    store = HistoryStore.open(tmp_path / "history.sqlite3")
+    engine = numbered()  # "Answer 1.", "Answer 2.", …: three different answers
+    boxed = iter(["4", "4.0", "5"])
+    engine._reply = lambda _m: f"Think.\n</think>\n\nSo $\\boxed{{{next(boxed)}}}$"  # type: ignore[attr-defined]
+    app = R1ChatApp(engine=engine, store=store)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("f12")
+        await pilot.pause()
+        screen_input = app.screen.query_one("Input")
+        screen_input.value = "3"  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(lambda: app.samples == 3, pilot)
+        assert "3 samples" in str(app.status.content)
+        app.prompt.insert("2+2?")
+        await pilot.press("enter")
+        await wait_until(lambda: app.query(".sample"), pilot)
+        await wait_until(lambda: not app.chat.busy, pilot)
+        view = app.query(TurnView).last()
+        notes = [str(n.render()) for n in view.query(".note")]
+        assert any("2 of 3 samples agree" in n for n in notes), notes
+        panes = list(view.query(".sample").results(Collapsible))
+        assert len(panes) == 3 and all(p.collapsed for p in panes)
+        assert view.answer.startswith("So $\\boxed{4")
+        cid = app.chat.conversation.id
+        assert cid is not None
+        every = store.messages(cid, all_branches=True)
+        assert [m.role for m in every] == ["user", "assistant", "assistant", "assistant"]
+        assert store.shown(cid)[-1].content == view.answer
+    store.close()

@@ -26,6 +26,7 @@ from textual.widgets import Static
 
 from r1chat.conversation import Conversation
 from r1chat.endings import finish_note
+from r1chat.engine import Stats
 from r1chat.errors import R1ChatError
 from r1chat.reasoning import ReasoningParams, ThinkingControl, extract_boxed
 from r1chat.sanitize import sanitize
@@ -45,6 +46,7 @@ from r1chat.turn import (
 )
 
 if TYPE_CHECKING:
+    from r1chat.batch import SampleProgress
     from r1chat.config import Settings
     from r1chat.engine import Engine
     from r1chat.history import HistoryStore, Message
@@ -75,6 +77,31 @@ class Generation:
     answer_started: bool = False
     thinking_ended: ThinkingEnded | None = None
     title_at: float = 0.0  # perf_counter of the last title update
+    meter: SampleMeter | None = None  # samples decoded together: their live figures
+    attachments: list[dict[str, object]] | None = None  # files in the question: name, size
+
+
+class SampleMeter:
+    """What each sample has done so far; written by the decoding thread (plain assignments),
+    read by the drain timer a few times a second."""
+
+    def __init__(self, k: int) -> None:
+        self.think = [0] * k
+        self.answer = [0] * k
+        self.tail = [""] * k
+
+    def progress(self, p: SampleProgress) -> None:
+        self.think[p.index] = p.thinking_tokens
+        self.answer[p.index] = p.answer_tokens
+        if p.kind == "answer":
+            self.tail[p.index] = (self.tail[p.index] + p.text)[-50:]
+
+    def lines(self) -> str:
+        out = []
+        for i, (t, a) in enumerate(zip(self.think, self.answer, strict=True)):
+            state = "answering: " + " ".join(sanitize(self.tail[i]).split()) if a else "thinking…"
+            out.append(f"sample {i + 1:>2}  {t:>6,} thinking tokens  {state}")
+        return "\n".join(out)
 
 
 class ChatView(VerticalScroll):
@@ -124,17 +151,120 @@ class ChatView(VerticalScroll):
     # --- a turn ---
 
     async def ask(
-        self, question: str, params: SamplingParams, reasoning: ReasoningParams | None = None
+        self,
+        question: str,
+        params: SamplingParams,
+        reasoning: ReasoningParams | None = None,
+        samples: int = 1,
+        attachments: list[dict[str, object]] | None = None,
     ) -> None:
         """Start the reply to `question` (the caller checked that the engine is free); while a
-        question is edited, the conversation forks there."""
+        question is edited, the conversation forks there. `samples` > 1: that many replies at
+        once, and a vote over their answers."""
         self.alternatives = []
         if self.editing is not None:
             index, self.editing = self.editing, None
             self.conversation.fork_at(index)
             for view in list(self.query(TurnView))[index:]:
                 await view.remove()
-        await self._start(question, params, reasoning)
+        if samples > 1:
+            await self._start_samples(question, params, samples, attachments)
+        else:
+            await self._start(question, params, reasoning, attachments)
+
+    async def _start_samples(
+        self,
+        question: str,
+        params: SamplingParams,
+        k: int,
+        attachments: list[dict[str, object]] | None = None,
+    ) -> None:
+        assert self.engine is not None and self.generation is None
+        await self.query("#welcome").remove()
+        view = TurnView(question, folded=True, thinks=self.engine.info.thinks)
+        await self.mount(view)
+        self.anchor()
+        gen = Generation(view, question, TurnBuffer(self._clock), self._clock())
+        gen.meter = SampleMeter(k)
+        gen.attachments = attachments
+        view.set_title(f"{k} samples thinking…")
+        self.generation = gen
+        self._generate_samples(self.engine, self.conversation, gen, params, k)
+        assert self._drain_timer is not None
+        self._drain_timer.resume()
+
+    @work(thread=True, group="generate")
+    def _generate_samples(
+        self,
+        engine: Engine,
+        conversation: Conversation,
+        gen: Generation,
+        params: SamplingParams,
+        k: int,
+    ) -> None:
+        from r1chat.prompts import ChatMessage
+        from r1chat.samples import ask_many
+
+        assert gen.meter is not None
+        try:
+            messages_ = [*conversation.history(), ChatMessage("user", gen.question)]
+            result = ask_many(
+                engine, messages_, params, k, cancel=gen.cancel, on_progress=gen.meter.progress
+            )
+            self.post_message(messages.SamplesFinished(result))
+        except BaseException as e:  # shown in the turn; the app goes on
+            self.post_message(messages.TurnFailed(e))
+        finally:
+            gen.thread_done.set()
+
+    async def on_samples_finished(self, event: messages.SamplesFinished) -> None:
+        gen = self.generation
+        if gen is None:
+            return
+        event.stop()
+        result, view = event.result, gen.view
+        chosen = result.chosen()
+        view.show_meter("")
+        stopped = "cancelled" in (s.finish_reason for s in result.samples)
+        await view.show_saved(
+            sanitize(chosen.thinking),
+            sanitize(chosen.answer),
+            f"Sample {chosen.index + 1} of {len(result.samples)}: its thinking · "
+            f"{chosen.thinking_tokens:,} tokens",
+        )
+        view.show_note(sanitize(result.agreement()) + (" (stopped)" if stopped else ""))
+        if result.vote.answer is not None:
+            view.show_boxed(sanitize(result.vote.answer))
+        await view.show_samples(
+            [
+                (
+                    f"sample {s.index + 1}: {sanitize(s.boxed or 'no answer')} · "
+                    f"{s.thinking_tokens:,} thinking tokens · {s.finish_reason}",
+                    sanitize(s.thinking),
+                    sanitize(s.answer),
+                )
+                for s in result.samples
+            ]
+        )
+        model = self.engine.info.name if self.engine else ""
+        self.conversation.save_samples(
+            gen.question,
+            model,
+            result.replies(),
+            chosen.index,
+            gen.attachments,  # type: ignore[arg-type]
+        )
+        await self._end(gen)
+        stats = Stats(
+            completion_tokens=result.stats.completion_tokens,
+            ttft_s=result.stats.ttft_s,
+            decode_tok_s=result.stats.decode_tok_s,
+            total_s=result.stats.total_s,
+            prompt_tokens=result.stats.prompt_tokens,
+            finish_reason="cancelled" if stopped else "stop",
+        )
+        done = TurnResult(gen.question, chosen.thinking, chosen.answer, stats)
+        self.post_message(messages.TurnFinished(done))
 
     def begin_edit(self) -> str | None:
         """Pick the question to edit: the last one, then each earlier one on the next call.
@@ -247,7 +377,11 @@ class ChatView(VerticalScroll):
         )
 
     async def _start(
-        self, question: str, params: SamplingParams, reasoning: ReasoningParams | None
+        self,
+        question: str,
+        params: SamplingParams,
+        reasoning: ReasoningParams | None,
+        attachments: list[dict[str, object]] | None = None,
     ) -> None:
         assert self.engine is not None and self.generation is None
         await self.query("#welcome").remove()
@@ -262,6 +396,7 @@ class ChatView(VerticalScroll):
             TurnBuffer(self._clock),
             self._clock(),
             control=ThinkingControl(reasoning or ReasoningParams()),
+            attachments=attachments,
         )
         self.generation = gen
         self._generate(self.engine, self.conversation, gen, params)
@@ -304,7 +439,9 @@ class ChatView(VerticalScroll):
     ) -> None:
         result: TurnResult | None = None
         try:
-            for ev in conversation.ask(engine, gen.question, params, gen.cancel, gen.control):
+            for ev in conversation.ask(
+                engine, gen.question, params, gen.cancel, gen.control, gen.attachments
+            ):
                 if isinstance(ev, Delta):
                     gen.buffer.push(ev)
                 elif isinstance(ev, ThinkingEnded):
@@ -384,6 +521,9 @@ class ChatView(VerticalScroll):
     async def on_timer(self, event: events.Timer) -> None:
         gen = self.generation
         if event.timer is not self._drain_timer or gen is None:
+            return
+        if gen.meter is not None:
+            gen.view.show_meter(gen.meter.lines())
             return
         if self.pacer.ready():
             await self._absorb(gen, gen.buffer.take())

@@ -71,6 +71,9 @@ class TurnView(Vertical):
                 pane.display = self._thinks
                 yield ThinkingText()
             yield AnswerView(classes="answer")
+        meter = Static("", classes="samples-meter", markup=False)
+        meter.display = False
+        yield meter
 
     @property
     def pane(self) -> ThinkingPane:
@@ -104,6 +107,27 @@ class TurnView(Vertical):
         label = self.query_one(".alternatives", Static)
         label.update(Content(f"‹ {shown}/{count} ›  Alt+←/→ switch · Ctrl+R again"))
         label.display = count > 1
+
+    def show_meter(self, text: str) -> None:
+        """The live lines of samples decoded together (one per sample)."""
+        meter = self.query_one(".samples-meter", Static)
+        meter.update(Content(text))
+        meter.display = bool(text)
+
+    async def show_samples(self, rows: list[tuple[str, str, str]]) -> None:
+        """Each sample's (title, thinking, answer), folded, to open one by one."""
+        for title, thinking, answer in rows:
+            pane = Collapsible(title=title, collapsed=True, classes="sample")
+            await self.mount(pane)
+            text = TextArea(
+                f"{thinking.strip()}\n\n── answer ──\n{answer.strip()}",
+                read_only=True,
+                soft_wrap=True,
+                show_cursor=False,
+                compact=True,
+                classes="sample-text",
+            )
+            await pane.query_one(Collapsible.Contents).mount(text)
 
     def set_title(self, title: str) -> None:
         self.pane.title = title

@@ -96,9 +96,10 @@ class Sidebar(Vertical):
     class Open(Message):
         """Open this conversation (and continue it)."""
 
-        def __init__(self, conversation_id: int) -> None:
+        def __init__(self, conversation_id: int, message_id: int | None = None) -> None:
             super().__init__()
             self.conversation_id = conversation_id
+            self.message_id = message_id  # a search hit: open the branch that holds it
 
     class Deleted(Open):
         """This conversation is gone from the history."""
@@ -117,6 +118,7 @@ class Sidebar(Vertical):
             placeholder="Search history…", id="sidebar-search", compact=True
         )
         self.conversations = ConversationList(id="sidebar-list", compact=True)
+        self._hits: dict[int, int] = {}  # conversation -> the message its search hit is in
 
     def compose(self) -> ComposeResult:
         yield self.search_box
@@ -156,9 +158,11 @@ class Sidebar(Vertical):
         hits = self._store_call(lambda: store.search(query, SEARCH_LIMIT, mark=("", ""))) or []
         rows: list[SidebarRow] = []
         seen: set[int] = set()
+        self._hits = {}
         for hit in hits:
             if hit.conversation_id not in seen:
                 seen.add(hit.conversation_id)
+                self._hits[hit.conversation_id] = hit.message_id
                 rows.append(SidebarRow(hit.conversation_id, hit.title, hit.snippet))
         self.show(rows, empty="No matches")
 
@@ -228,4 +232,5 @@ class Sidebar(Vertical):
     def _selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option_id is not None:
-            self.post_message(self.Open(int(event.option_id[1:])))
+            cid = int(event.option_id[1:])
+            self.post_message(self.Open(cid, self._hits.get(cid) if self.query_text else None))

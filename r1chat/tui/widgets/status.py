@@ -25,6 +25,7 @@ class StatusInfo:
     thinking: bool = False  # the live speed is the thinking's
     budget: int | None = None  # the thinking budget of the next questions
     download: str = ""  # "1.2 of 4.7 GB" while a first-use download runs
+    samples: int = 1  # replies sampled at once for the next questions
 
 
 def status_text(s: StatusInfo) -> str:
@@ -50,6 +51,8 @@ def status_text(s: StatusInfo) -> str:
             parts.append(s.state)
     if s.preset:
         parts.append(f"preset: {s.preset}")
+    if s.samples > 1:
+        parts.append(f"{s.samples} samples")
     if s.budget is not None:
         parts.append("no thinking" if s.budget == 0 else f"thinking budget {count(s.budget)}")
     return "  ·  ".join(parts)

@@ -1,0 +1,75 @@
+"""Attaching a file in the app: in a real terminal (tmux), Ctrl+F, a typed path, the token count
+before sending, and the file in the saved question; and the folder tree through Pilot."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from terminal import TMUX, Terminal
+from test_tui_tmux import LOADED, SIZE, app_env, saved, wait_until
+from textual.widgets import DirectoryTree
+from tui_support import wait_until as pilot_wait
+
+from r1chat.scripted import ScriptedEngine
+from r1chat.tui.app import R1ChatApp
+from r1chat.tui.dialogs import FilePickerScreen
+
+
+@pytest.mark.skipif(not Path(TMUX).exists(), reason="tmux is not installed")
+def test_a_file_attached_by_path_goes_with_the_question(
+    scripted_model: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the secret number is 42\n")
+    term = Terminal(f"{sys.executable} -m r1chat --model {scripted_model}", app_env(home), SIZE)
+    try:
+        term.wait_for(LOADED, 60)
+        term.send("C-f")
+        term.wait_for("Attach a file", 10)
+        term.send(str(notes), "Enter")
+        term.wait_for("attached: notes.txt (", 10)
+        screen = term.screen()
+        assert "tokens)" in screen
+        term.send("What is in the file?", "Enter")
+        wait_until(lambda: len(saved(home)) == 2, 30, "the reply")
+        question = saved(home)[0][1]
+        assert question.startswith("What is in the file?\n\n")
+        assert f"{notes}:\n```\nthe secret number is 42\n```" in question
+        with sqlite3.connect(home / "history.sqlite3") as con:
+            files = con.execute("SELECT attachments FROM messages WHERE role='user'").fetchone()[0]
+        assert json.loads(files) == [{"name": str(notes), "size": 24}]
+    finally:
+        term.close()
+
+
+async def test_a_file_picked_in_the_tree_is_attached(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("print(1)\n")
+    engine = ScriptedEngine("t\n</think>\n\nok")
+    app = R1ChatApp(engine=engine)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await pilot.press("ctrl+f")
+        await pilot_wait(lambda: isinstance(app.screen, FilePickerScreen), pilot)
+        tree = app.screen.query_one(DirectoryTree)
+        tree.path = tmp_path
+
+        def listed() -> object:
+            return next((n for n in tree.root.children if str(n.label) == "a.py"), None)
+
+        await pilot_wait(listed, pilot)
+        node = listed()
+        assert node is not None
+        tree.select_node(node)  # type: ignore[arg-type]
+        await pilot_wait(lambda: app.attached, pilot)
+        assert app.attached[0].text == "print(1)\n"
+        assert "attached: a.py (" in str(app.prompt.border_subtitle)
+        app.prompt.insert("Explain")
+        await pilot.press("enter")
+        await pilot_wait(lambda: engine.requests and not app.chat.busy, pilot)
+        assert engine.requests[0][-1].content.endswith("a.py:\n```python\nprint(1)\n```")
+        assert app.attached == [] and not app.prompt.border_subtitle
