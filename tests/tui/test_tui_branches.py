@@ -153,3 +153,18 @@ async def test_samples_in_the_app_vote_and_each_can_be_opened(tmp_path: Path) ->
         assert [m.role for m in every] == ["user", "assistant", "assistant", "assistant"]
         assert store.shown(cid)[-1].content == view.answer
     store.close()
+
+
+async def test_finished_thinking_shows_its_math_readable_and_keeps_it_raw() -> None:
+    from r1chat.tui.widgets.message import ThinkingText
+
+    engine = ScriptedEngine("So $\\frac{1}{2}$ of $\\sqrt{2}$.\n</think>\n\nDone.")
+    app = R1ChatApp(engine=engine)
+    async with app.run_test(size=WIDE) as pilot:
+        app.prompt.insert("q")
+        await pilot.press("enter")
+        await wait_until(lambda: app.chat.conversation.exchanges and not app.chat.busy, pilot)
+        view = app.query(TurnView).last()
+        await wait_until(lambda: "1/2" in view.query_one(ThinkingText).text, pilot)
+        assert view.query_one(ThinkingText).text.strip() == "So 1/2 of √2."
+        assert view.thinking.strip() == "So $\\frac{1}{2}$ of $\\sqrt{2}$."  # copy takes this

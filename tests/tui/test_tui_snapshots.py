@@ -115,3 +115,21 @@ def test_narrow_terminal_stacks_the_panes(snap_compare) -> None:  # type: ignore
         await _finish(pilot)
 
     assert snap_compare(app, terminal_size=(72, 40), run_before=before)
+
+
+def test_a_reply_sampled_again_shows_its_alternatives(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    engine = ScriptedEngine(REPLY)
+    _as_7b(engine)
+    app = R1ChatApp(engine=engine, clock=FrozenClock())
+
+    async def before(pilot: Pilot[None]) -> None:
+        await _ask(pilot)
+        await _finish(pilot)
+        await pilot.press("ctrl+r")
+        await wait_until(lambda: len(app.chat.alternatives) == 2 and not app.chat.busy, pilot)
+        await _finish(pilot)
+        await pilot.press("alt+left")
+        await wait_until(lambda: app.chat.shown_alternative == 0, pilot)
+        await _finish(pilot)
+
+    assert snap_compare(app, terminal_size=(120, 30), run_before=before)

@@ -7,8 +7,9 @@ from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.widgets import Collapsible, Static, TextArea
 
+from r1chat.mathtext import readable_math
 from r1chat.sanitize import sanitize
-from r1chat.tui.widgets.answer import AnswerView
+from r1chat.tui.widgets.answer import AnswerView, BlockRenders
 
 
 class ThinkingText(TextArea):
@@ -144,6 +145,16 @@ class TurnView(Vertical):
         self.query_one(AnswerView).finish()
         if not self.thinking.strip():
             self._hide_thinking()
+        else:
+            self._show_math()
+
+    def _show_math(self) -> None:
+        """The finished thinking with its LaTeX readable (the stream shows it as it comes; a
+        formula is only whole once it has ended). `self.thinking` stays as written."""
+        if BlockRenders.math and ("$" in self.thinking or "\\" in self.thinking):
+            shown = readable_math(self.thinking)
+            if shown != self.thinking:
+                self.query_one(ThinkingText).load_text(shown)
 
     async def show_saved(self, thinking: str, answer: str, title: str) -> None:
         """Fill the turn at once from the history (already sanitised), not from a stream."""
@@ -153,6 +164,8 @@ class TurnView(Vertical):
         self.set_title(title)
         if not thinking.strip():
             self._hide_thinking()
+        else:
+            self._show_math()
         await self.query_one(AnswerView).show(answer)
 
     def _hide_thinking(self) -> None:
