@@ -26,14 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from r1chat.batch import BatchStats, sample_many  # noqa: E402
+from r1chat.bench import question_of_length  # noqa: E402
 from r1chat.engine import LlamaEngine, LoadOptions  # noqa: E402
 from r1chat.prompts import ChatMessage  # noqa: E402
 from r1chat.sampling import SamplingParams  # noqa: E402
-
-FILLER = (
-    "A farmer has chickens and cows in one field. Together they have thirty heads and"
-    " seventy-four legs. How many chickens and how many cows are there? "
-)
 
 
 def default_model() -> Path:
@@ -42,19 +38,6 @@ def default_model() -> Path:
     from conftest import _build_models
 
     return _build_models()["noise"]
-
-
-def prompt_of(engine: LlamaEngine, tokens: int) -> list[ChatMessage]:
-    """A question whose rendered prompt is about `tokens` tokens long."""
-    words = (FILLER * (tokens // 10 + 2)).split()
-    lo, hi = 1, len(words)
-    while lo < hi:  # the most words that stay within `tokens`
-        mid = (lo + hi + 1) // 2
-        if engine.count_tokens([ChatMessage("user", " ".join(words[:mid]))]) <= tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    return [ChatMessage("user", " ".join(words[:lo]))]
 
 
 @dataclass
@@ -86,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         model, LoadOptions(n_ctx=1024, n_threads=a.threads, n_gpu_layers=a.gpu_layers)
     )
     try:
-        messages = prompt_of(engine, a.prompt_tokens)
+        # The same question builder as `r1chat bench`, so both measure the same prompt.
+        messages = [ChatMessage("user", question_of_length(engine, a.prompt_tokens))]
         n_prompt = engine.count_tokens(messages)
         params = SamplingParams(max_tokens=a.tokens, ignore_eos=True, seed=1)
         print(

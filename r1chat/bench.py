@@ -97,6 +97,20 @@ def gpu_used_mb() -> float | None:
     return sum(g.total_bytes - g.free_bytes for g in gpus) / (1024 * 1024)
 
 
+def _loaded(engine: LlamaEngine, options: LoadOptions) -> dict[str, Any]:
+    """What every benchmark result says of the model as loaded."""
+    info = engine.info
+    return {
+        "model": info.name,
+        "path": info.path,
+        "backend": info.backend,
+        "n_gpu_layers": info.n_gpu_layers,
+        "n_layers": info.n_layers,
+        "n_ctx": info.n_ctx,
+        "n_threads": options.n_threads or os.cpu_count() or 1,
+    }
+
+
 def required_ctx(prompt_tokens: int, tokens: int) -> int:
     return prompt_tokens + tokens + CTX_SLACK
 
@@ -158,15 +172,8 @@ def run_bench(
                 "the prompt was partly served from the KV cache; the figures would be wrong", 1
             )
         gpu_after = gpu_used_mb()
-        info = engine.info
         return {
-            "model": info.name,
-            "path": info.path,
-            "backend": info.backend,
-            "n_gpu_layers": info.n_gpu_layers,
-            "n_layers": info.n_layers,
-            "n_ctx": info.n_ctx,
-            "n_threads": options.n_threads or os.cpu_count() or 1,
+            **_loaded(engine, options),
             "prompt_tokens": len(prompt),
             "tokens": produced,
             "load_s": load_s,
@@ -244,15 +251,9 @@ def run_samples_bench(
         question = question_of_length(engine, prompt_tokens)
         params = SamplingParams(max_tokens=tokens, seed=seed, ignore_eos=True)
         _, stats = sample_many(engine, [ChatMessage("user", question)], params, k)
-        info = engine.info
         return {
-            "model": info.name,
-            "path": info.path,
-            "backend": info.backend,
-            "n_gpu_layers": info.n_gpu_layers,
-            "n_layers": info.n_layers,
-            "n_ctx": stats.n_ctx,
-            "n_threads": options.n_threads or os.cpu_count() or 1,
+            **_loaded(engine, options),
+            "n_ctx": stats.n_ctx,  # the samples' own context
             "samples": k,
             "prompt_tokens": stats.prompt_tokens,
             "tokens": stats.completion_tokens,

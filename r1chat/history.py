@@ -548,18 +548,16 @@ class HistoryStore:
         messages, leaf = self._all_messages(conv_id)
         if message_id in _path(messages, leaf):
             return False
-        children: dict[int | None, list[int]] = {}
-        for m in messages:
-            children.setdefault(m.parent_id, []).append(m.id)
         if message_id not in {m.id for m in messages}:
             raise R1ChatError(f"no message {message_id} in conversation {conv_id}")
-        newest, todo = message_id, [message_id]
-        while todo:
-            for child in children.get(todo.pop(), []):
-                newest = max(newest, child)
-                todo.append(child)
-        self.set_leaf(conv_id, newest)
+        self.set_leaf(conv_id, _newest_below(_children(messages), message_id))
         return True
+
+    def question_versions(self, conv_id: int) -> tuple[int, list[int]]:
+        """See the module function `question_versions`, for the branch this conversation shows."""
+        messages, leaf = self._all_messages(conv_id)
+        path = _path(messages, leaf)
+        return question_versions(messages, [m for m in messages if m.id in path])
 
     def rename(self, conv_id: int, title: str) -> None:
         title = " ".join(title.split())
@@ -817,23 +815,32 @@ def question_versions(messages: list[Message], shown: list[Message]) -> tuple[in
     shown among the versions of that question (questions with the same parent), and for each
     version the newest message of its branch (its leaf, to show it). (0, []) when no question
     on the branch shown was ever edited."""
-    children: dict[int | None, list[Message]] = {}
-    for m in messages:
-        children.setdefault(m.parent_id, []).append(m)
+    children = _children(messages)
     for q in reversed([m for m in shown if m.role == "user"]):
         versions = [m for m in children.get(q.parent_id, []) if m.role == "user"]
         if len(versions) < 2:
             continue
-        leaves = []
-        for v in versions:
-            newest, todo = v.id, [v.id]
-            while todo:
-                for child in children.get(todo.pop(), []):
-                    newest = max(newest, child.id)
-                    todo.append(child.id)
-            leaves.append(newest)
+        leaves = [_newest_below(children, v.id) for v in versions]
         return [v.id for v in versions].index(q.id), leaves
     return 0, []
+
+
+def _children(messages: list[Message]) -> dict[int | None, list[Message]]:
+    children: dict[int | None, list[Message]] = {}
+    for m in messages:
+        children.setdefault(m.parent_id, []).append(m)
+    return children
+
+
+def _newest_below(children: dict[int | None, list[Message]], message_id: int) -> int:
+    """The newest message of the subtree under `message_id` (itself included): the leaf that
+    shows its branch as it was last continued."""
+    newest, todo = message_id, [message_id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            newest = max(newest, child.id)
+            todo.append(child.id)
+    return newest
 
 
 def _path(messages: list[Message], leaf: int | None) -> set[int]:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from r1chat.config import Settings
     from r1chat.engine import Engine
     from r1chat.gguf_header import GGUFHeader
+    from r1chat.remote import RemoteEngine
 
 Notes = Callable[[str], None]
 DownloadProgress = Callable[[int, "int | None"], None]
@@ -50,7 +51,7 @@ def load_engine(
     return engine
 
 
-def load_remote(settings: Settings, *, on_note: Notes | None = None) -> Engine:
+def load_remote(settings: Settings, *, on_note: Notes | None = None) -> RemoteEngine:
     """The model `settings.model` names (default: the first listed) on the configured server;
     its key comes from the environment variable `settings.api_key_env`, never from a file."""
     from r1chat.remote import RemoteEngine, api_key

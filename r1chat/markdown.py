@@ -11,7 +11,7 @@ from typing import ClassVar
 from markdown_it import MarkdownIt
 from rich.console import Console, JustifyMethod
 from rich.markdown import Heading, Markdown
-from rich.segment import Segment
+from rich.segment import Segment, Segments
 
 
 class _LeftHeading(Heading):
@@ -44,6 +44,12 @@ def markdown_lines(
     while lines and not "".join(seg.text for seg in lines[0]):
         lines.pop(0)
     return lines
+
+
+def markdown_segments(console: Console, text: str, *, math: bool = False) -> Segments:
+    """`markdown_lines` as one renderable to print: the lines, each ending in a newline."""
+    lines = markdown_lines(console, text, math=math)
+    return Segments([seg for line in lines for seg in (*line, Segment.line())])
 
 
 # The parser Rich's Markdown uses, so blocks split here are the blocks Rich would render.

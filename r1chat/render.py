@@ -178,12 +178,9 @@ class TerminalRenderer:
     def _trimmed(self, text: str) -> Any:
         """`text` as Markdown without the blank lines Rich sometimes puts before a block at the
         start (a loose list) or after the last: batches then sit exactly one line apart."""
-        from rich.segment import Segment, Segments
+        from r1chat.markdown import markdown_segments
 
-        from r1chat.markdown import markdown_lines
-
-        lines = markdown_lines(self.console, text, math=self.math)
-        return Segments([seg for line in lines for seg in (*line, Segment.line())])
+        return markdown_segments(self.console, text, math=self.math)
 
     def _live_view(self) -> Any:
         view = self._trimmed(self._answer[self._printed :])

@@ -21,6 +21,7 @@ from r1chat.engine import Engine, LlamaEngine
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import ReasoningParams, ThinkingControl
 from r1chat.sampling import SamplingParams
+from r1chat.sanitize import sanitize
 from r1chat.turn import Delta, TurnDone, run_turn
 
 Progress = Callable[[SampleProgress], None]
@@ -62,6 +63,31 @@ class Samples:
         if v.answer is None:
             return f"no sample of {v.of} gave a \\boxed{{}} answer"
         return f"{v.answer}, {v.count} of {v.of} samples agree"
+
+
+class SampleMeter:
+    """What each sample has done so far, as one line per sample, for `ask -k` and the app.
+
+    Written by the decoding thread (plain assignments), read a few times a second.
+    """
+
+    def __init__(self, k: int) -> None:
+        self.think = [0] * k
+        self.answer = [0] * k
+        self.tail = [""] * k
+
+    def progress(self, p: SampleProgress) -> None:
+        self.think[p.index] = p.thinking_tokens
+        self.answer[p.index] = p.answer_tokens
+        if p.kind == "answer":
+            self.tail[p.index] = (self.tail[p.index] + p.text)[-60:]
+
+    def lines(self, indent: str = "") -> str:
+        out = []
+        for i, (t, a) in enumerate(zip(self.think, self.answer, strict=True)):
+            state = "answering: " + " ".join(sanitize(self.tail[i]).split()) if a else "thinking…"
+            out.append(f"{indent}sample {i + 1:>2}  {t:>6,} thinking tokens  {state}")
+        return "\n".join(out)
 
 
 def ask_many(

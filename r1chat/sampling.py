@@ -23,6 +23,9 @@ class SamplingParams:
     ignore_eos: bool = False
 
 
+# Replies sampled at once (ask -k, eval, bench, the app): each holds max_tokens of context.
+MAX_SAMPLES = 64
+
 # Inclusive bounds of each setting that has them; None is open.
 LIMITS: dict[str, tuple[float | None, float | None]] = {
     "temperature": (0.0, 5.0),
@@ -37,6 +40,7 @@ LIMITS: dict[str, tuple[float | None, float | None]] = {
     "think_budget": (0, None),
     "think_min": (1, None),
     "timeout": (1.0, 3600.0),
+    "samples": (1, MAX_SAMPLES),
 }
 
 

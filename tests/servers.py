@@ -4,7 +4,6 @@ for the formats no server here can produce (current vLLM's `reasoning`, Ollama's
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -60,22 +59,29 @@ def start_llama_cpp_server(
     ]
     if api_key:
         cmd += ["--api_key", api_key]
-    out = log.open("wb")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
-    server = Server(f"http://127.0.0.1:{port}/v1", proc, log)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return _started(cmd, log, port, "/v1/models", headers)
+
+
+def _started(
+    cmd: list[str], log: Path, port: int, ready: str, headers: dict[str, str] | None = None
+) -> Server:
+    """Run `cmd` (a server on `port`, its output to `log`) until GET `ready` answers 200."""
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}/v1", proc, log)
     end = time.monotonic() + 60
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"{cmd[0]} exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(server.base + "/models", headers=headers, timeout=2).status_code == 200:
+            url = f"http://127.0.0.1:{port}{ready}"
+            if httpx.get(url, headers=headers or {}, timeout=2).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
     server.stop()
-    raise RuntimeError("llama_cpp.server did not start")
+    raise RuntimeError(f"{' '.join(cmd[:3])} did not start")
 
 
 # --- replay ------------------------------------------------------------------------------------
@@ -203,18 +209,4 @@ def start_llama_server(
         binary, "-m", str(model), "--alias", alias, "--host", "127.0.0.1", "--port", str(port),
         "-c", str(n_ctx), "-t", "2", "-np", "1", "--reasoning-format", "deepseek",
     ]  # fmt: skip
-    out = log.open("wb")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}/v1", proc, log)
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama-server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError("llama-server did not start")
+    return _started(cmd, log, port, "/health")

@@ -27,6 +27,7 @@ from r1chat.commands.options import (
 from r1chat.commands.spinner import load_with_spinner
 from r1chat.errors import R1ChatError
 from r1chat.interrupts import Interrupts, handled
+from r1chat.sampling import limit
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
@@ -84,8 +85,7 @@ def ask(
         typer.Option(
             "--samples",
             "-k",
-            min=1,
-            max=64,
+            **limit("samples"),
             help="Sample k replies at once and vote over their \\boxed{} answers",
         ),
     ] = 1,

@@ -25,24 +25,23 @@ REFRESH_S = 1 / 8
 
 
 class LiveLines:
-    """One line per sample, redrawn a few times a second (progress comes once per token)."""
+    """The samples' lines (r1chat.samples.SampleMeter) on stderr, redrawn a few times a second
+    (progress comes once per token)."""
 
     def __init__(self, k: int) -> None:
         from rich.console import Console
         from rich.live import Live
 
+        from r1chat.samples import SampleMeter
+
+        self.meter = SampleMeter(k)
         self.console = Console(stderr=True, highlight=False)
-        self.think = [0] * k
-        self.answer = [0] * k
-        self.tail = [""] * k
         self._live = Live(console=self.console, auto_refresh=False, transient=True)
         self._at = 0.0
         self._live.start()
 
     def progress(self, p: SampleProgress) -> None:
-        self.think[p.index], self.answer[p.index] = p.thinking_tokens, p.answer_tokens
-        if p.kind == "answer":
-            self.tail[p.index] = (self.tail[p.index] + p.text)[-60:]
+        self.meter.progress(p)
         now = time.monotonic()
         if now - self._at >= REFRESH_S:
             self._at = now
@@ -51,11 +50,7 @@ class LiveLines:
     def _view(self) -> Any:
         from rich.text import Text
 
-        lines = []
-        for i, (t, a) in enumerate(zip(self.think, self.answer, strict=True)):
-            state = f"answering: {' '.join(sanitize(self.tail[i]).split())}" if a else "thinking…"
-            lines.append(f"  sample {i + 1:>2}  {t:>6,} thinking tokens  {state}")
-        return Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
+        return Text(self.meter.lines(indent="  "), no_wrap=True, overflow="ellipsis")
 
     def close(self) -> None:
         self._live.update("", refresh=True)
@@ -135,7 +130,7 @@ def as_json(question: str, model: str, result: Samples) -> dict[str, Any]:
 def show(result: Samples, *, math: bool) -> None:
     from rich.console import Console
 
-    from r1chat.markdown import markdown_lines
+    from r1chat.markdown import markdown_segments
 
     console = Console(highlight=False)
     for s in result.samples:
@@ -147,7 +142,4 @@ def show(result: Samples, *, math: bool) -> None:
     console.print()
     console.print(sanitize(result.agreement()), style="bold", markup=False)
     console.print()
-    from rich.segment import Segment, Segments
-
-    lines = markdown_lines(console, sanitize(result.chosen().answer), math=math)
-    console.print(Segments([seg for line in lines for seg in (*line, Segment.line())]))
+    console.print(markdown_segments(console, sanitize(result.chosen().answer), math=math))

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from r1chat.commands.options import ApiBaseOpt
+from r1chat.sampling import limit
 
 TokensOpt = Annotated[
     int,
@@ -104,8 +105,7 @@ def bench(
         typer.Option(
             "--samples",
             "-k",
-            min=1,
-            max=64,
+            **limit("samples"),
             help="Decode k sequences together; decode speed is their aggregate",
         ),
     ] = 1,

@@ -249,17 +249,13 @@ def check_server() -> Check | None:
         return None
     if not settings.api_base:
         return None
-    from r1chat.remote import RemoteEngine, api_key, host_of, normalize_base
+    from r1chat.loading import load_remote
+    from r1chat.remote import host_of, normalize_base
 
     try:
         where = host_of(normalize_base(settings.api_base))
         t0 = time.perf_counter()
-        engine = RemoteEngine(
-            settings.api_base,
-            settings.model,
-            key=api_key(settings.api_key_env),
-            timeout_s=settings.timeout,
-        )
+        engine = load_remote(settings)
         took = time.perf_counter() - t0
         t1 = time.perf_counter()
         models = engine.models()

@@ -12,12 +12,13 @@ import typer
 
 from r1chat.commands.errors import user_errors
 from r1chat.commands.options import ApiBaseOpt, MaxTokOpt, ModelOpt, SeedOpt, TempOpt
+from r1chat.sampling import limit
 
 
 def eval_cmd(
     file: Annotated[Path, typer.Argument(help='JSONL: one {"problem", "answer"} per line')],
     samples: Annotated[
-        int, typer.Option("--samples", "-k", min=1, max=64, help="Samples per problem")
+        int, typer.Option("--samples", "-k", help="Samples per problem", **limit("samples"))
     ] = 1,
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=1, help="The first N problems only")

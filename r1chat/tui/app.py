@@ -35,6 +35,7 @@ from r1chat.engine import Engine
 from r1chat.errors import R1ChatError
 from r1chat.history import HistoryStore
 from r1chat.prompts import PRESETS, ChatMessage, apply_preset
+from r1chat.sampling import MAX_SAMPLES
 from r1chat.sanitize import sanitize
 from r1chat.tui import messages
 from r1chat.tui.commands import R1ChatCommands
@@ -606,15 +607,16 @@ class R1ChatApp(App[None]):
             if text is None:
                 return
             text = text.strip() or "1"
-            if not text.isdigit() or not 1 <= int(text) <= 64:
-                self.notify("Samples: a number from 1 to 64.", severity="error")
+            if not text.isdigit() or not 1 <= int(text) <= MAX_SAMPLES:
+                self.notify(f"Samples: a number from 1 to {MAX_SAMPLES}.", severity="error")
                 return
             self.samples = int(text)
             self.status.set(samples=self.samples)
 
         self.push_screen(
             TextPromptScreen(
-                "Samples for the next questions (1-64): each reply is sampled that many times at"
+                f"Samples for the next questions (1-{MAX_SAMPLES}): each reply is sampled that"
+                " many times at"
                 " once and the answers vote:",
                 str(self.samples),
             ),

@@ -46,10 +46,10 @@ from r1chat.turn import (
 )
 
 if TYPE_CHECKING:
-    from r1chat.batch import SampleProgress
     from r1chat.config import Settings
     from r1chat.engine import Engine
     from r1chat.history import HistoryStore, Message
+    from r1chat.samples import SampleMeter
     from r1chat.sampling import SamplingParams
 
 WELCOME = (
@@ -79,29 +79,6 @@ class Generation:
     title_at: float = 0.0  # perf_counter of the last title update
     meter: SampleMeter | None = None  # samples decoded together: their live figures
     attachments: list[dict[str, object]] | None = None  # files in the question: name, size
-
-
-class SampleMeter:
-    """What each sample has done so far; written by the decoding thread (plain assignments),
-    read by the drain timer a few times a second."""
-
-    def __init__(self, k: int) -> None:
-        self.think = [0] * k
-        self.answer = [0] * k
-        self.tail = [""] * k
-
-    def progress(self, p: SampleProgress) -> None:
-        self.think[p.index] = p.thinking_tokens
-        self.answer[p.index] = p.answer_tokens
-        if p.kind == "answer":
-            self.tail[p.index] = (self.tail[p.index] + p.text)[-50:]
-
-    def lines(self) -> str:
-        out = []
-        for i, (t, a) in enumerate(zip(self.think, self.answer, strict=True)):
-            state = "answering: " + " ".join(sanitize(self.tail[i]).split()) if a else "thinking…"
-            out.append(f"sample {i + 1:>2}  {t:>6,} thinking tokens  {state}")
-        return "\n".join(out)
 
 
 class ChatView(VerticalScroll):
@@ -179,19 +156,17 @@ class ChatView(VerticalScroll):
         k: int,
         attachments: list[dict[str, object]] | None = None,
     ) -> None:
-        assert self.engine is not None and self.generation is None
-        await self.query("#welcome").remove()
-        view = TurnView(question, folded=True, thinks=self.engine.info.thinks)
-        await self.mount(view)
-        self.anchor()
+        from r1chat.samples import SampleMeter
+
+        view = await self._mount_turn(question, folded=True)
         gen = Generation(view, question, TurnBuffer(self._clock), self._clock())
         gen.meter = SampleMeter(k)
         gen.attachments = attachments
         view.set_title(f"{k} samples thinking…")
         self.generation = gen
+        assert self.engine is not None
         self._generate_samples(self.engine, self.conversation, gen, params, k)
-        assert self._drain_timer is not None
-        self._drain_timer.resume()
+        self._drain()
 
     @work(thread=True, group="generate")
     def _generate_samples(
@@ -288,12 +263,10 @@ class ChatView(VerticalScroll):
     async def switch_branch(self, step: int) -> tuple[int, int] | None:
         """Show another version of the latest edited question on the branch shown, with what
         followed it; returns (shown, of), or None when no question was edited."""
-        from r1chat.history import question_versions
-
         store, cid = self.store, self.conversation.id
         if self.generation is not None or store is None or cid is None:
             return None
-        index, leaves = question_versions(store.messages(cid, all_branches=True), store.shown(cid))
+        index, leaves = store.question_versions(cid)
         if not leaves:
             return None
         index = (index + step) % len(leaves)
@@ -313,9 +286,7 @@ class ChatView(VerticalScroll):
             return False
         if not self.alternatives:
             self.alternatives = self._saved_alternatives() or [
-                self._as_message(
-                    self.conversation.reply_id, self.conversation.exchanges[-1][1], views.last()
-                )
+                self._reply(self.conversation.exchanges[-1][1], views.last().thinking)
             ]
         question = self.conversation.redo_last()
         await views.last().remove()
@@ -362,18 +333,21 @@ class ChatView(VerticalScroll):
             self.shown_alternative = replies.index(shown)
         return replies
 
-    def _as_message(self, reply_id: int | None, answer: str, view: TurnView) -> Message:
+    def _reply(self, answer: str, thinking: str, result: TurnResult | None = None) -> Message:
+        """The last reply as an alternative, shaped as the history keeps one (its id: the
+        saved reply's, -1 when nothing is saved)."""
         from r1chat.history import Message, now
 
         return Message(
-            id=reply_id or -1,
+            id=self.conversation.reply_id or -1,
             conversation_id=self.conversation.id or -1,
             role="assistant",
             content=answer,
-            thinking=view.thinking,
-            stats=None,
-            finish_reason="stop",
+            thinking=thinking,
+            stats=result.stats.to_dict() if result else None,
+            finish_reason=result.finish_reason if result else "stop",
             created=now(),
+            thinking_ended=result.thinking_ended if result else None,
         )
 
     async def _start(
@@ -383,13 +357,7 @@ class ChatView(VerticalScroll):
         reasoning: ReasoningParams | None,
         attachments: list[dict[str, object]] | None = None,
     ) -> None:
-        assert self.engine is not None and self.generation is None
-        await self.query("#welcome").remove()
-        view = TurnView(
-            question, folded=self.settings.thinking == "folded", thinks=self.engine.info.thinks
-        )
-        await self.mount(view)  # composed before the first drain reaches it
-        self.anchor()
+        view = await self._mount_turn(question, folded=self.settings.thinking == "folded")
         gen = Generation(
             view,
             question,
@@ -399,7 +367,21 @@ class ChatView(VerticalScroll):
             attachments=attachments,
         )
         self.generation = gen
+        assert self.engine is not None
         self._generate(self.engine, self.conversation, gen, params)
+        self._drain()
+
+    async def _mount_turn(self, question: str, *, folded: bool) -> TurnView:
+        """A new turn at the end of the conversation (the caller checked the engine is free)."""
+        assert self.engine is not None and self.generation is None
+        await self.query("#welcome").remove()
+        view = TurnView(question, folded=folded, thinks=self.engine.info.thinks)
+        await self.mount(view)  # composed before the first drain reaches it
+        self.anchor()
+        return view
+
+    def _drain(self) -> None:
+        """Start the timer that moves what the worker made onto the screen."""
         self.pacer.reset()
         assert self._drain_timer is not None
         self._drain_timer.resume()
@@ -582,21 +564,7 @@ class ChatView(VerticalScroll):
         if note is not None:
             view.show_note(note)
         if self.alternatives:  # a reply sampled again: one more alternative, shown
-            from r1chat.history import Message, now
-
-            self.alternatives.append(
-                Message(
-                    id=self.conversation.reply_id or -1,
-                    conversation_id=self.conversation.id or -1,
-                    role="assistant",
-                    content=result.answer,
-                    thinking=result.thinking,
-                    stats=stats.to_dict(),
-                    finish_reason=result.finish_reason,
-                    created=now(),
-                    thinking_ended=result.thinking_ended,
-                )
-            )
+            self.alternatives.append(self._reply(result.answer, result.thinking, result))
             self.shown_alternative = len(self.alternatives) - 1
             view.set_alternatives(len(self.alternatives), len(self.alternatives))
 

@@ -7,7 +7,6 @@ from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.widgets import Collapsible, Static, TextArea
 
-from r1chat.mathtext import readable_math
 from r1chat.sanitize import sanitize
 from r1chat.tui.widgets.answer import AnswerView, BlockRenders
 
@@ -152,6 +151,9 @@ class TurnView(Vertical):
         """The finished thinking with its LaTeX readable (the stream shows it as it comes; a
         formula is only whole once it has ended). `self.thinking` stays as written."""
         if BlockRenders.math and ("$" in self.thinking or "\\" in self.thinking):
+            # Imported here: its converter takes ~15 ms to build, not worth it at start-up.
+            from r1chat.mathtext import readable_math
+
             shown = readable_math(self.thinking)
             if shown != self.thinking:
                 self.query_one(ThinkingText).load_text(shown)
