@@ -9,9 +9,19 @@ import sys
 
 def main() -> None:
     try:
+        from r1chat.interrupts import quiet_termination
+
+        quiet_termination()
         sys.exit(_run())
-    except KeyboardInterrupt:  # Ctrl+C at any moment, imports included
-        _quiet_exit(130)
+    except KeyboardInterrupt:  # Ctrl+C before quiet_termination took the signals
+        # CPython marks a KeyboardInterrupt that an import saw as unhandled and, after a normal
+        # exit, kills the process with SIGINT itself (status -2, not 130). Nothing is open yet
+        # that finalizing would close: leave at once with 130.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            sys.stdout.flush()
+        os._exit(130)
     except BrokenPipeError:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -80,6 +80,20 @@ class Interrupts:
         return 0 if self.signum is None else 128 + self.signum
 
 
+def quiet_termination() -> None:
+    """Ctrl+C, SIGTERM and SIGHUP raise Interrupted from the entry point on, so a command
+    stopped while it still imports or parses its arguments exits 130, 143 or 129 quietly, like
+    one stopped later (`handled` takes over once a command runs). Not KeyboardInterrupt: one that
+    passes through an import makes CPython kill the process with SIGINT at exit, whatever exit
+    status the program chose. Main thread only."""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    for sig in SIGNALS:
+        signal.signal(sig, stop)
+
+
 @contextlib.contextmanager
 def handled() -> Iterator[Interrupts]:
     """Install the handlers for the block (a no-op outside the main thread)."""

@@ -398,9 +398,10 @@ def test_ctrl_c_at_any_moment_exits_130_quietly(r1home: Path, noise_model: Path)
     # From start-up (imports) through the model load to the last token: a sweep of moments.
     for delay in [0.05 * k for k in range(1, 40, 3)]:
         proc = start_ask(r1home, noise_model)
-        # Until the interpreter has set up its own SIGINT handler (before any Python code runs)
-        # the signal kills it outright: no program can catch that, so the sweep starts after.
-        catching(proc.pid)
+        # Before r1chat's entry point runs, Ctrl+C is the interpreter's (its start-up, `site`,
+        # runpy: a traceback, or death by the signal); r1chat's first act is to catch SIGTERM,
+        # so the sweep starts there.
+        catching(proc.pid, signal.SIGTERM)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
