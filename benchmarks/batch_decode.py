@@ -1,4 +1,4 @@
-"""Aggregate decode speed of k samples decoded together (r1chat.batch.sample_many) against one.
+"""Aggregate decode speed of k samples decoded together (LlamaEngine.stream_many) against one.
 
 For each k in --ks (default 1,2,4,8) it decodes --tokens tokens per sequence (default 256, end of
 sequence ignored, as llama-bench does) after a prompt of about --prompt-tokens tokens, and prints
@@ -25,9 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from r1chat.batch import BatchStats, sample_many  # noqa: E402
 from r1chat.bench import question_of_length  # noqa: E402
-from r1chat.engine import LlamaEngine, LoadOptions  # noqa: E402
+from r1chat.engines.base import BatchStats  # noqa: E402
+from r1chat.engines.llama import LlamaEngine, LoadOptions  # noqa: E402
+from r1chat.many import ask_many  # noqa: E402
 from r1chat.prompts import ChatMessage  # noqa: E402
 from r1chat.sampling import SamplingParams  # noqa: E402
 
@@ -35,9 +36,9 @@ from r1chat.sampling import SamplingParams  # noqa: E402
 def default_model() -> Path:
     """The tests' noise model, built on first use (it needs the test extras installed)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import _build_models
+    from tiny_models import build_models
 
-    return _build_models()["noise"]
+    return build_models()["noise"]
 
 
 @dataclass
@@ -80,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         # Warm-up: first-touch page faults and graph allocation belong to no k.
-        sample_many(engine, messages, SamplingParams(max_tokens=16, ignore_eos=True, seed=1), 2)
+        ask_many(engine, messages, SamplingParams(max_tokens=16, ignore_eos=True, seed=1), 2)
         runs: dict[int, list[BatchStats]] = {k: [] for k in ks}
         for r in range(a.rounds):
             for k in ks if r % 2 == 0 else ks[::-1]:
-                samples, stats = sample_many(engine, messages, params, k)
+                got = ask_many(engine, messages, params, k)
+                samples, stats = got.samples, got.stats
                 assert all(s.completion_tokens == a.tokens for s in samples), "a sample fell short"
                 assert stats.prompt_evals == 1
                 runs[k].append(stats)

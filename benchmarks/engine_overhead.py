@@ -40,16 +40,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from r1chat.engine import (  # noqa: E402
-    ALL_LAYERS,
-    Event,
-    LlamaEngine,
-    LoadOptions,
-    SamplingParams,
-    Token,
-    init_backend,
-)
+from r1chat.engines.base import Event, Token  # noqa: E402
+from r1chat.engines.llama import ALL_LAYERS, LlamaEngine, LoadOptions, init_backend  # noqa: E402
 from r1chat.prompts import ChatMessage  # noqa: E402
+from r1chat.sampling import SamplingParams  # noqa: E402
 
 TEMPERATURE, TOP_P, TOP_K = 0.6, 0.95, 40
 
@@ -57,9 +51,9 @@ TEMPERATURE, TOP_P, TOP_K = 0.6, 0.95, 40
 def default_model() -> Path:
     """The tests' noise model, built on first use (it needs the test extras installed)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import _build_models
+    from tiny_models import build_models
 
-    return _build_models()["noise"]
+    return build_models()["noise"]
 
 
 # --- the variants: generators that yield the number of tokens decoded so far ------------------
@@ -200,7 +194,7 @@ def r1chat_path(
     )
     mark = 1
     think = answer = 0
-    for ev in run_turn(counted, [], question, params):  # type: ignore[arg-type]
+    for ev in run_turn(counted, [], question, params):
         if isinstance(ev, TurnDone):
             break
         if not isinstance(ev, Delta):
@@ -253,7 +247,7 @@ def stock_path(
                 seed=seed,
                 stream=True,
                 stopping_criteria=criteria,
-            ):  # type: ignore[arg-type]
+            ):
                 pass
         except BaseException as e:  # handed to the driver's thread
             box["error"] = e

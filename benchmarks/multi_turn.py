@@ -22,16 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from r1chat.bench import filler_text  # noqa: E402
-from r1chat.engine import LlamaEngine, LoadOptions, SamplingParams  # noqa: E402
+from r1chat.engines.llama import LlamaEngine, LoadOptions  # noqa: E402
 from r1chat.prompts import history_messages  # noqa: E402
+from r1chat.sampling import SamplingParams  # noqa: E402
 from r1chat.turn import TurnDone, run_turn  # noqa: E402
 
 
 def default_model() -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import _build_models
+    from tiny_models import build_models
 
-    return _build_models()["scripted"]
+    return build_models()["scripted"]
 
 
 def main(argv: list[str] | None = None) -> int:

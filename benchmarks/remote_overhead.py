@@ -82,7 +82,7 @@ def bare(base: str, n: int) -> int:
 
 
 def r1chat(base: str, n: int) -> int:
-    from r1chat.remote import RemoteEngine
+    from r1chat.engines.remote import RemoteEngine
     from r1chat.sampling import SamplingParams
     from r1chat.turn import Delta, TurnDone, run_turn
 
@@ -128,8 +128,8 @@ def free_port() -> int:
 
 def side_by_side(server_bin: str, model: Path, tokens: int) -> None:
     from r1chat.bench import run_bench, run_remote_bench
-    from r1chat.engine import LoadOptions
-    from r1chat.remote import RemoteEngine
+    from r1chat.engines.llama import LoadOptions
+    from r1chat.engines.remote import RemoteEngine
 
     threads = os.cpu_count() or 1
     port = free_port()

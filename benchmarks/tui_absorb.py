@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r1chat.engine import SamplingParams
-from r1chat.scripted import ScriptedEngine, split_pieces
+from r1chat.engines.scripted import ScriptedEngine, split_pieces
+from r1chat.sampling import SamplingParams
 from r1chat.turn import run_turn
 
 
@@ -144,6 +144,7 @@ async def through_app(
 
     engine = ScriptedEngine(reply, tokens_per_s=rate)
     from r1chat.config import Settings
+    from r1chat.conversation import Chats
     from r1chat.history import HistoryStore
 
     # The conversation is saved as in real use, but to a scratch file, not the user's history.
@@ -152,7 +153,7 @@ async def through_app(
         Settings(max_tokens=10**6, thinking=thinking),
         engine=engine,
         drain_hz=hz,
-        open_store=lambda: HistoryStore.open(Path(scratch.name) / "history.sqlite3"),
+        chats=Chats(HistoryStore.open(Path(scratch.name) / "history.sqlite3")),
     )
     think_want, answer_want = reply.split("\n</think>\n\n")
     async with app.run_test(size=(140, 45)) as pilot:

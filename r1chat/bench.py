@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from r1chat.engine import Done, LlamaEngine, LoadOptions, Token
+from r1chat.engines.base import Done, Token
+from r1chat.engines.llama import LlamaEngine, LoadOptions
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage
 from r1chat.sampling import SamplingParams
@@ -194,7 +195,7 @@ def run_bench(
 def run_remote_bench(
     engine: Any, *, tokens: int = 1024, prompt_tokens: int = 512
 ) -> dict[str, Any]:
-    """Time to first token and decode speed through a server (`r1chat.remote.RemoteEngine`):
+    """Time to first token and decode speed through a server (`r1chat.engines.remote.RemoteEngine`):
     a question of about `prompt_tokens` tokens, `tokens` new ones (end of sequence ignored where
     the server allows it, as vLLM and llama-server do). The server's own figures may differ:
     these include the network and the client, as a user sees them."""
@@ -238,9 +239,9 @@ def run_samples_bench(
     header: GGUFHeader | None = None,
     seed: int = 42,
 ) -> dict[str, Any]:
-    """k sequences decoded together (r1chat.batch), `tokens` each after one shared prompt:
-    `decode_tok_s` is the aggregate over all k. The prompt is evaluated once."""
-    from r1chat.batch import sample_many
+    """k sequences decoded together (r1chat.engines.batch), `tokens` each after one shared
+    prompt: `decode_tok_s` is the aggregate over all k. The prompt is evaluated once."""
+    from r1chat.engines.base import BatchDone
 
     if tokens < 2:
         raise R1ChatError("--tokens must be at least 2", 2)
@@ -250,7 +251,12 @@ def run_samples_bench(
     try:
         question = question_of_length(engine, prompt_tokens)
         params = SamplingParams(max_tokens=tokens, seed=seed, ignore_eos=True)
-        _, stats = sample_many(engine, [ChatMessage("user", question)], params, k)
+        done = [
+            ev
+            for _, ev in engine.stream_many([ChatMessage("user", question)], params, k)
+            if isinstance(ev, BatchDone)
+        ]
+        stats = done[-1].stats
         return {
             **_loaded(engine, options),
             "n_ctx": stats.n_ctx,  # the samples' own context

@@ -75,6 +75,7 @@ class Settings:
     kv_type: str = "f16"
     threads: int | None = None
     seed: int | None = None
+    samples: int = 1  # replies sampled at once, with a vote over their answers (ask -k, eval)
     # Thinking pane in the TUI: "auto" (open while thinking, folded after), "open", "folded".
     thinking: str = "auto"
     theme: str = "textual-dark"
@@ -124,6 +125,20 @@ class Settings:
                 2,
             )
 
+    def parse_budget(self, text: str) -> int | None:
+        """A thinking budget as typed (the app's dialog): a number of tokens that leaves room
+        for an answer within max_tokens, or empty for none; R1ChatError otherwise."""
+        text = text.strip().replace(",", "").replace("_", "")
+        if not text:
+            return None
+        if text.isdigit() and int(text) + ANSWER_ROOM <= self.max_tokens:
+            return int(text)
+        raise R1ChatError(
+            f"A budget is a number of tokens below {self.max_tokens - ANSWER_ROOM + 1:,}"
+            " (max_tokens), or empty.",
+            2,
+        )
+
     def sampling_params(self) -> SamplingParams:
         return SamplingParams(
             temperature=self.temperature,
@@ -156,6 +171,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "kv_type": (str,),
     "threads": (int,),
     "seed": (int,),
+    "samples": (int,),
     "thinking": (str,),
     "theme": (str,),
     "math": (str,),
@@ -176,7 +192,7 @@ _CHOICES = {
 }
 # Optional tables in the file, and the keys each may hold.
 TABLES: dict[str, tuple[str, ...]] = {
-    "sampling": ("temperature", "top_p", "top_k", "max_tokens", "seed"),
+    "sampling": ("temperature", "top_p", "top_k", "max_tokens", "seed", "samples"),
     "context": ("ctx",),
     "gpu": ("gpu_layers", "flash_attn", "kv_type", "threads"),
     "tui": ("thinking", "theme", "math"),

@@ -1,9 +1,12 @@
 """A conversation being continued: its earlier exchanges, where it is saved, and the next turn.
 
-`ask` and the TUI both run turns through `Conversation.ask`, which is the one place that saves:
-the question once the engine has accepted it (a question the model never saw is never saved),
-the reply when the turn ends, however it ends (finished, stopped, cut off, or abandoned by its
-reader), so a crash loses at most the reply in progress.
+`ask` and the TUI both run turns through `Conversation.ask` (one reply) and
+`Conversation.ask_samples` (k replies and their vote), the one place that saves: the question
+once the engine has accepted it (a question the model never saw is never saved), the replies
+when the turn ends, however it ends (finished, stopped, cut off, or abandoned by its reader), so
+a crash loses at most the reply in progress. Steering a conversation is decided here too: the
+alternatives of the last reply (sampled again), editing an earlier question (a fork) and the
+branches that makes.
 
 What is stored is what the user and the model wrote, unsanitised; display code sanitises. So a
 conversation continued live and one reloaded from the history send the model the same text.
@@ -12,22 +15,68 @@ conversation continued live and one reloaded from the history send the model the
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from r1chat.errors import R1ChatError
-from r1chat.history import LEAF, title_from
+from r1chat.history import LEAF, HistoryStore, Message, title_from
+from r1chat.many import Sample, SampleRun, Samples, SamplesDone, SamplesEvent, SamplesStarted
 from r1chat.prompts import ChatMessage, history_messages
-from r1chat.reasoning import ThinkingControl
+from r1chat.reasoning import ReasoningParams, ThinkingControl, extract_boxed
 from r1chat.sampling import SamplingParams
 from r1chat.turn import ContextTrimmed, TurnDone, TurnEvent, TurnResult, TurnStarted, run_turn
 
 if TYPE_CHECKING:
-    from r1chat.engine import Engine
-    from r1chat.history import HistoryStore
+    from r1chat.engines.base import Engine
 
 SaveErrorHandler = Callable[[R1ChatError], None]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply as the front ends show it, live or from the history (`id`: None when unsaved)."""
+
+    answer: str
+    thinking: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = "stop"
+    thinking_ended: str | None = None
+    id: int | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.finish_reason == "cancelled"
+
+    @property
+    def boxed(self) -> str | None:
+        return extract_boxed(self.answer)
+
+    @classmethod
+    def of(cls, result: TurnResult, reply_id: int | None = None) -> Reply:
+        return cls(
+            result.answer,
+            result.thinking,
+            result.stats.to_dict(),
+            result.finish_reason,
+            result.thinking_ended,
+            reply_id,
+        )
+
+    @classmethod
+    def saved(cls, m: Message) -> Reply:
+        return cls(m.content, m.thinking, m.stats or {}, m.finish_reason, m.thinking_ended, m.id)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A question and the reply shown for it (None: never answered)."""
+
+    question: str
+    reply: Reply | None
+    attachments: list[dict[str, Any]] | None = None
 
 
 class Conversation:
@@ -54,12 +103,16 @@ class Conversation:
         # Exchanges before this one are left out of what the model is sent (too long for its
         # context). It only moves forward, in steps, so that turn after turn share a prefix.
         self.first = 0
-        self._retrying: int | None = None  # the saved question whose reply is sampled again
+        self._again = False  # the next reply is the last one sampled again
+        self._retrying: int | None = None  # its saved question
         self._alternative = False  # the reply being saved is another sample of its turn
         self.reply_id: int | None = None  # the last reply saved
         # The next question forks the conversation after this reply (None: at its start).
         self._forking = False
         self._fork_parent: int | None = None
+        # The replies of the last question (one, or more once sampled again) and the one shown.
+        self.alternatives: list[Reply] = []
+        self.shown_alternative = 0
 
     @classmethod
     def resume(
@@ -70,9 +123,11 @@ class Conversation:
         on_save_error: SaveErrorHandler | None = None,
     ) -> Conversation:
         """A saved conversation, to be continued (R1ChatError when there is no such one)."""
-        return cls(
+        chat = cls(
             store, conversation_id, store.turns(conversation_id), on_save_error=on_save_error
         )
+        chat._load_alternatives()
+        return chat
 
     @classmethod
     def retry(
@@ -91,55 +146,86 @@ class Conversation:
         question = pairs[-1][0]
         earlier = [(q.content, r.content) for q, r in pairs[:-1] if r is not None]
         chat = cls(store, conversation_id, earlier, on_save_error=on_save_error)
-        chat._retrying = question.id
+        chat._again, chat._retrying = True, question.id
         return chat, question.content
 
-    def save_samples(
-        self,
-        question: str,
-        model: str,
-        replies: list[tuple[str, str, dict[str, Any], str]],
-        chosen: int,
-        attachments: list[dict[str, Any]] | None = None,
-    ) -> None:
-        """Keep a question answered by several samples at once: each (answer, thinking, stats,
-        finish reason) a reply to it, the `chosen` one shown and continued; the others are
-        its alternatives."""
-        self.exchanges.append((question, replies[chosen][0]))
-        if self.store is None:
+    # --- what is shown ---
+
+    def view(self) -> list[Exchange]:
+        """The exchanges of the branch shown, with their replies' thinking and figures."""
+        if self.store is None or self.id is None:
+            return [Exchange(q, Reply(a)) for q, a in self.exchanges]
+        return [
+            Exchange(q.content, Reply.saved(r) if r is not None else None, q.attachments)
+            for q, r in self.store.exchanges(self.id)
+        ]
+
+    def _load_alternatives(self) -> None:
+        """Every saved reply to the last question, oldest first, and which one is shown."""
+        self.alternatives, self.shown_alternative = [], 0
+        if self.store is None or self.id is None:
             return
+        pairs = self.store.exchanges(self.id)
+        if not pairs:
+            return
+        qid, shown = pairs[-1][0].id, pairs[-1][1]
+        replies = [
+            m
+            for m in self.store.messages(self.id, all_branches=True)
+            if m.role == "assistant" and m.parent_id == qid
+        ]
+        self.alternatives = [Reply.saved(m) for m in replies]
+        if shown is not None and shown in replies:
+            self.shown_alternative = replies.index(shown)
 
-        def write() -> None:
-            assert self.store is not None
-            self._save_question(question, model, attachments)
-            order = [i for i in range(len(replies)) if i != chosen] + [chosen]
-            for i in order:
-                answer, thinking, stats, finish = replies[i]
-                rid = self.store.add_assistant_message(
-                    self.id,  # type: ignore[arg-type]
-                    answer,
-                    thinking,
-                    stats,
-                    finish,
-                    parent_id=self._question_id,
-                    activate=i == chosen,
-                )
-                if i == chosen:
-                    self.reply_id = rid
+    def switch_alternative(self, step: int) -> Reply | None:
+        """Show and continue from the previous (-1) or next (+1) reply of the last question;
+        None when it has only one."""
+        n = len(self.alternatives)
+        if n < 2 or not self.exchanges:
+            return None
+        self.shown_alternative = (self.shown_alternative + step) % n
+        reply = self.alternatives[self.shown_alternative]
+        self.exchanges[-1] = (self.exchanges[-1][0], reply.answer)
+        if reply.id is not None and self.store is not None and self.id is not None:
+            self._save(lambda: self._set_leaf(reply.id))  # type: ignore[arg-type]
+        return reply
 
-        self._save(write)
+    def switch_branch(self, step: int) -> tuple[int, int] | None:
+        """Show another version of the latest edited question on the branch shown, with what
+        followed it; returns (shown, of), or None when no question was edited."""
+        store, cid = self.store, self.id
+        if store is None or cid is None:
+            return None
+        index, leaves = store.question_versions(cid)
+        if not leaves:
+            return None
+        index = (index + step) % len(leaves)
+        store.set_leaf(cid, leaves[index])
+        self._reload()
+        return index + 1, len(leaves)
+
+    def _reload(self) -> None:
+        assert self.store is not None and self.id is not None
+        self.exchanges = self.store.turns(self.id)
+        self.first = 0
+        self._load_alternatives()
+
+    # --- steering ---
 
     def redo_last(self) -> str:
         """Take back the last exchange so that its reply is sampled again (`ask` it next): the
         new reply joins the earlier ones as an alternative and becomes the one shown."""
         if not self.exchanges:
             raise R1ChatError("there is no reply to sample again yet")
-        question, _ = self.exchanges.pop()
+        question, answer = self.exchanges.pop()
+        if not self.alternatives:
+            self.alternatives = [Reply(answer, id=self.reply_id)]
         qid = self._question_id
         if qid is None and self.store is not None and self.id is not None:
             pairs = self.store.exchanges(self.id)
             qid = pairs[-1][0].id if pairs else None
-        self._retrying = qid
+        self._again, self._retrying = True, qid
         self.first = min(self.first, max(len(self.exchanges) - 1, 0))
         return question
 
@@ -160,15 +246,9 @@ class Conversation:
         self.first = min(self.first, max(index - 1, 0))
         self._fork_parent = parent
         self._forking = True
-        self._retrying = None
+        self._again, self._retrying = False, None
+        self.alternatives = []
         return question
-
-    def choose_reply(self, answer: str, reply_id: int | None) -> None:
-        """Show and continue from another reply of the last question (an alternative)."""
-        if self.exchanges:
-            self.exchanges[-1] = (self.exchanges[-1][0], answer)
-        if reply_id is not None and self.store is not None and self.id is not None:
-            self._save(lambda: self._set_leaf(reply_id))
 
     def _set_leaf(self, reply_id: int) -> None:
         assert self.store is not None and self.id is not None
@@ -208,6 +288,8 @@ class Conversation:
         self.first = lo
         return self.first
 
+    # --- asking ---
+
     def ask(
         self,
         engine: Engine,
@@ -226,11 +308,8 @@ class Conversation:
         finished = False
         try:
             for ev in turn:
-                if isinstance(ev, TurnStarted) and self._retrying is not None:
-                    self._question_id, self._retrying = self._retrying, None
-                    self._alternative = True
-                elif isinstance(ev, TurnStarted):
-                    self._save(lambda: self._save_question(question, engine.info.name, attachments))
+                if isinstance(ev, TurnStarted):
+                    self._started(question, engine.info.name, attachments)
                 elif isinstance(ev, TurnDone):
                     finished = True
                     self._end(ev.result)
@@ -243,9 +322,105 @@ class Conversation:
                     self._end(turn.partial())
             raise
 
+    def ask_samples(
+        self,
+        engine: Engine,
+        question: str,
+        params: SamplingParams,
+        k: int,
+        *,
+        cancel: threading.Event | None = None,
+        reasoning: ReasoningParams | None = None,
+        attachments: list[dict[str, Any]] | None = None,
+        ctx_tokens: int | None = None,
+        run: Callable[[SampleRun], None] | None = None,
+    ) -> Generator[SamplesEvent | ContextTrimmed, None, None]:
+        """Stream k replies to `question` and their vote, saving as `ask` does: the question
+        once the engine takes it, every sample that came when they end, however they end; the
+        vote's choice is the reply shown and continued, the others its alternatives. `run`
+        hears the SampleRun before it starts (answer now reaches its controls)."""
+        before = self.first
+        if self.fit(engine, question, params) != before:
+            yield ContextTrimmed(self.first, engine.info.n_ctx)
+        samples = SampleRun(
+            engine,
+            self.history(),
+            question,
+            params,
+            k,
+            cancel=cancel,
+            reasoning=reasoning,
+            ctx_tokens=ctx_tokens,
+        )
+        if run is not None:
+            run(samples)
+        finished = False
+        try:
+            for ev in samples:
+                if isinstance(ev, SamplesStarted):
+                    self._started(question, engine.info.name, attachments)
+                elif isinstance(ev, SamplesDone):
+                    finished = True
+                    self._end_samples(ev.samples)
+                yield ev
+        except BaseException:
+            if samples.started and not finished:
+                with contextlib.suppress(R1ChatError):
+                    self._end_samples(samples.partial())
+            raise
+
+    def _started(self, question: str, model: str, attachments: list[dict[str, Any]] | None) -> None:
+        if self._again:
+            self._question_id, self._retrying, self._again = self._retrying, None, False
+            self._alternative = True
+        else:
+            self._save(lambda: self._save_question(question, model, attachments))
+
     def _end(self, result: TurnResult) -> None:
         self.exchanges.append((result.question, result.answer))
+        self.reply_id = None
         self._save(lambda: self._save_reply(result))
+        reply = Reply.of(result, self.reply_id)
+        if self._alternative:
+            self.alternatives.append(reply)
+        else:
+            self.alternatives = [reply]
+        self.shown_alternative = len(self.alternatives) - 1
+
+    def _end_samples(self, result: Samples) -> None:
+        """Keep every sample that came (an empty, stopped one is nothing to keep); the chosen
+        one is saved last, and so shown and continued."""
+        kept = [
+            s for s in result.samples if s.answer or s.thinking or s.finish_reason != "cancelled"
+        ]
+        chosen = result.chosen() if result.samples else None
+        if chosen is None or chosen not in kept:
+            chosen = kept[0] if kept else None
+        self.exchanges.append((result.question, chosen.answer if chosen else ""))
+        self.alternatives = []
+        ordered = [s for s in kept if s is not chosen] + ([chosen] if chosen else [])
+        for s in ordered:
+            self.reply_id = None
+            if self._question_id is not None:
+                self._save(functools.partial(self._save_sample, s, s is chosen))
+            stats = {**s.stats.to_dict(), "sample": s.index}
+            self.alternatives.append(
+                Reply(s.answer, s.thinking, stats, s.finish_reason, s.thinking_ended, self.reply_id)
+            )
+        self.shown_alternative = max(len(self.alternatives) - 1, 0)
+
+    def _save_sample(self, s: Sample, chosen: bool) -> None:
+        assert self.store is not None and self.id is not None
+        self.reply_id = self.store.add_assistant_message(
+            self.id,
+            s.answer,
+            s.thinking,
+            {**s.stats.to_dict(), "sample": s.index},
+            s.finish_reason,
+            parent_id=self._question_id,
+            thinking_ended=s.thinking_ended,
+            activate=chosen,
+        )
 
     def _save(self, write: Callable[[], None]) -> None:
         if self.store is None:
@@ -286,3 +461,23 @@ class Conversation:
                 # follows the usual rule (see HistoryStore.add_assistant_message).
                 activate=self._alternative,
             )
+
+
+class Chats:
+    """The user's conversations: a new one, or a saved one opened to be continued. Front ends
+    hold this rather than the store, so what a conversation is stays decided here."""
+
+    def __init__(
+        self, store: HistoryStore | None, *, on_save_error: SaveErrorHandler | None = None
+    ) -> None:
+        self.store = store
+        self.on_save_error = on_save_error
+
+    def new(self) -> Conversation:
+        return Conversation(self.store, on_save_error=self.on_save_error)
+
+    def open(self, conversation_id: int) -> Conversation:
+        """R1ChatError when it cannot be read (or the history is off)."""
+        if self.store is None:
+            raise R1ChatError("the history is off")
+        return Conversation.resume(self.store, conversation_id, on_save_error=self.on_save_error)

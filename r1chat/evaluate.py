@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from r1chat.answers import grade
-from r1chat.engine import Engine
+from r1chat.config import Settings
+from r1chat.engines.base import Engine
 from r1chat.errors import R1ChatError
+from r1chat.many import ask_many
 from r1chat.prompts import ChatMessage, apply_preset
-from r1chat.samples import ask_many
-from r1chat.sampling import SamplingParams
 
 
 @dataclass(frozen=True)
@@ -106,14 +106,23 @@ def load_done(path: Path | None) -> dict[str, Result]:
 def solve(
     engine: Engine,
     problem: Problem,
-    params: SamplingParams,
-    k: int,
+    settings: Settings,
     preset: str | None,
     cancel: threading.Event | None = None,
 ) -> Result:
+    """The problem's k samples (k: `settings.samples`), each steered as a single reply is,
+    graded against its answer."""
     t0 = time.perf_counter()
     question = apply_preset(problem.question, preset)
-    got = ask_many(engine, [ChatMessage("user", question)], params, k, cancel=cancel)
+    got = ask_many(
+        engine,
+        [ChatMessage("user", question)],
+        settings.sampling_params(),
+        settings.samples,
+        cancel=cancel,
+        reasoning=settings.reasoning_params(),
+        ctx_tokens=settings.ctx,
+    )
     boxed = [s.boxed for s in got.samples]
     return Result(
         index=problem.index,
@@ -133,8 +142,7 @@ def solve(
 def run(
     engine: Engine,
     problems: list[Problem],
-    params: SamplingParams,
-    k: int,
+    settings: Settings,
     preset: str | None,
     *,
     done: dict[str, Result] | None = None,
@@ -150,7 +158,7 @@ def run(
             continue
         if cancel is not None and cancel.is_set():
             return
-        result = solve(engine, p, params, k, preset, cancel)
+        result = solve(engine, p, settings, preset, cancel)
         if "cancelled" in result.finish:
             return
         if on_result is not None:

@@ -9,10 +9,11 @@ a file's contents; each becomes one sentence here instead.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-if TYPE_CHECKING:
-    from r1chat.gguf_header import GGUFHeader
+from r1chat.errors import R1ChatError
+from r1chat.gguf_header import GGUFHeader, read_header
 
 MAX_LAYERS = 512  # LLAMA_MAX_LAYERS
 MAX_EXPERTS = 1024  # LLAMA_MAX_EXPERTS
@@ -85,3 +86,15 @@ def _check_vocab(header: GGUFHeader) -> str | None:
     if isinstance(tokens, list) and len(set(tokens)) != len(tokens):
         return "the vocabulary lists a token twice"
     return None
+
+
+def read_model_header(
+    path: str | Path, *, keep_arrays: bool = False, check_size: bool = True
+) -> GGUFHeader:
+    """The header of a GGUF file llama.cpp can load without aborting (see read_header);
+    R1ChatError naming what it would have asserted on otherwise."""
+    header = read_header(path, keep_arrays=keep_arrays, check_size=check_size)
+    problem = check_model(header)
+    if problem is not None:
+        raise R1ChatError(f"{header.path} cannot be loaded: {problem}")
+    return header

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
-    from r1chat.engine import LoadOptions
+    from r1chat.engines.llama import LoadOptions
     from r1chat.gguf_header import GGUFHeader
 
 GiB = 1 << 30
@@ -49,7 +49,7 @@ def build_info() -> BuildInfo:
     """The installed llama-cpp-python build: its GPU backend and whether it can offload."""
     version = package_version("llama_cpp_python")
     try:
-        from r1chat.engine import backend_name, init_backend
+        from r1chat.engines.llama import backend_name, init_backend
 
         llama_cpp = init_backend()
         info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
@@ -305,7 +305,7 @@ def plan_load(
     margin_bytes: int = DEFAULT_MARGIN,
 ) -> LoadPlan:
     """LoadOptions for this model on this machine: flags and config first, auto-fit the rest."""
-    from r1chat.engine import LoadOptions
+    from r1chat.engines.llama import LoadOptions
 
     opts = LoadOptions(
         n_ctx=settings.ctx,
@@ -409,11 +409,11 @@ def load_fitted(
     retry). `factory` builds the engine (LlamaEngine by default) from (path, options, name=,
     header=). A failure that is not about memory, or the last smaller attempt failing, raises.
     """
-    from r1chat.engine import last_log_error
+    from r1chat.engines.llama import last_log_error
     from r1chat.errors import R1ChatError
 
     if factory is None:
-        from r1chat.engine import LlamaEngine
+        from r1chat.engines.llama import LlamaEngine
 
         factory = LlamaEngine
     plan = plan or plan_load(header, settings)

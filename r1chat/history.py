@@ -29,7 +29,9 @@ TITLE_MAX = 60
 
 
 @dataclass(frozen=True)
-class Conversation:
+class ConversationSummary:
+    """A saved conversation as lists show it: its title, model, dates and size."""
+
     id: int
     title: str
     model: str
@@ -586,7 +588,7 @@ class HistoryStore:
         " FROM conversations c"
     )
 
-    def list_conversations(self, limit: int | None = None) -> list[Conversation]:
+    def list_conversations(self, limit: int | None = None) -> list[ConversationSummary]:
         """Newest activity first, with message counts."""
         sql = self._CONV_SELECT + " ORDER BY c.touched DESC, c.id DESC"
         args: tuple[Any, ...] = ()
@@ -594,14 +596,14 @@ class HistoryStore:
             sql += " LIMIT ?"
             args = (max(0, limit),)
         with self._guard() as db:
-            return [Conversation(*row) for row in db.execute(sql, args)]
+            return [ConversationSummary(*row) for row in db.execute(sql, args)]
 
-    def get_conversation(self, conv_id: int) -> Conversation:
+    def get_conversation(self, conv_id: int) -> ConversationSummary:
         with self._guard() as db:
             row = db.execute(self._CONV_SELECT + " WHERE c.id = ?", (conv_id,)).fetchone()
         if row is None:
             raise _missing(conv_id)
-        return Conversation(*row)
+        return ConversationSummary(*row)
 
     def latest_conversation_id(self) -> int | None:
         with self._guard() as db:
@@ -730,12 +732,12 @@ class HistoryStore:
 # --- export -------------------------------------------------------------------------------------
 
 
-def export_dict(conv: Conversation, messages: list[Message]) -> dict[str, Any]:
+def export_dict(conv: ConversationSummary, messages: list[Message]) -> dict[str, Any]:
     """A conversation with all its messages, for JSON."""
     return {**conv.to_dict(), "messages": [m.to_dict() for m in messages]}
 
 
-def export_markdown(conv: Conversation, messages: list[Message]) -> str:
+def export_markdown(conv: ConversationSummary, messages: list[Message]) -> str:
     """A conversation as Markdown; each reply's thinking folded in a <details> block."""
     out = [
         f"# {conv.title}",

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
-    from r1chat.engine import Engine
+    from r1chat.engines.base import Engine
+    from r1chat.engines.remote import RemoteEngine
     from r1chat.gguf_header import GGUFHeader
-    from r1chat.remote import RemoteEngine
 
 Notes = Callable[[str], None]
 DownloadProgress = Callable[[int, "int | None"], None]
@@ -36,7 +36,7 @@ def load_engine(
     """
     if settings.api_base:
         return load_remote(settings, on_note=on_note)
-    from r1chat.engine import LlamaEngine
+    from r1chat.engines.llama import LlamaEngine
     from r1chat.hardware import load_fitted
 
     model = find_model(settings.model, download=True, on_download=on_download, on_note=on_note)
@@ -54,7 +54,7 @@ def load_engine(
 def load_remote(settings: Settings, *, on_note: Notes | None = None) -> RemoteEngine:
     """The model `settings.model` names (default: the first listed) on the configured server;
     its key comes from the environment variable `settings.api_key_env`, never from a file."""
-    from r1chat.remote import RemoteEngine, api_key
+    from r1chat.engines.remote import RemoteEngine, api_key
 
     assert settings.api_base is not None
     return RemoteEngine(

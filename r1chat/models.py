@@ -175,9 +175,9 @@ def hub_offline() -> bool:
 
 def validate_gguf(path: Path, arch: str | None = None) -> GGUFHeader:
     """The file's header, if it is a complete GGUF declaring `arch` (any when None)."""
-    from r1chat.gguf_header import read_header
+    from r1chat.gguf_checks import read_model_header
 
-    header = read_header(path)
+    header = read_model_header(path)
     found = header.architecture
     if not found:
         raise R1ChatError(f"{path} is a GGUF without general.architecture: not a model file")
@@ -223,7 +223,7 @@ def _reporting_tqdm(progress: DownloadProgress) -> type:
     """A tqdm class that reports to `progress` instead of drawing on the terminal."""
     from tqdm import tqdm
 
-    class Reporting(tqdm):  # type: ignore[misc]
+    class Reporting(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["file"] = io.StringIO()
             kwargs["disable"] = False

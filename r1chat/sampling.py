@@ -48,3 +48,13 @@ def limit(key: str) -> dict[str, float | None]:
     """`LIMITS[key]` as Typer's `min=`/`max=` keyword arguments."""
     lo, hi = LIMITS[key]
     return {"min": lo, "max": hi}
+
+
+def parse_samples(text: str) -> int:
+    """A number of samples as typed (the app's dialog): empty is 1; R1ChatError otherwise."""
+    from r1chat.errors import R1ChatError
+
+    text = text.strip().replace(",", "").replace("_", "") or "1"
+    if not text.isdigit() or not 1 <= int(text) <= MAX_SAMPLES:
+        raise R1ChatError(f"Samples: a number from 1 to {MAX_SAMPLES}.", 2)
+    return int(text)

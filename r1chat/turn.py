@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from r1chat.engine import Engine, Started, Stats, Token
+from r1chat.engines.base import Done, Engine, Event, Started, Stats, Token
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import (
     Ended,
@@ -110,13 +110,114 @@ class TurnDone:
 TurnEvent = ContextTrimmed | TurnStarted | Delta | ThinkingEnded | LoopNoticed | TurnDone
 
 
+class TurnRecorder:
+    """What one reply's engine events mean, event by event: thinking and answer split, tokens
+    counted, how the thinking ended, the timings. A single reply (`Turn`) and each of k samples
+    (r1chat.many) feed one, so what counts as thinking is decided in one place.
+
+    `feed` returns the turn events an engine event gives; the Done that ends the reply gives
+    the last Deltas and a TurnDone. What came so far stays readable through `partial()` when the
+    stream breaks off (a signal, a closed pipe, an error).
+    """
+
+    def __init__(
+        self, question: str, model: str, control: ThinkingControl | None, t0: float | None = None
+    ) -> None:
+        self.control = control
+        self._no_thinking = control is not None and control.params.budget == 0
+        self._splitter = ThinkSplitter(in_think=control is not None and not self._no_thinking)
+        self.started = False
+        self.done = False
+        self.result = TurnResult(question=question, model=model)
+        self._think: list[str] = []
+        self._answer: list[str] = []
+        self.think_tokens = 0
+        self.answer_tokens = 0
+        self._t0 = time.perf_counter() if t0 is None else t0
+        self._first_at = 0.0
+        self._answer_at = 0.0
+        self._warned = False
+
+    def feed(self, ev: Event) -> list[TurnEvent]:
+        if type(ev) is Token:
+            return self._token(ev)
+        if isinstance(ev, Started):
+            self.started = True
+            out: list[TurnEvent] = [TurnStarted(ev.prompt_tokens)]
+            if self._no_thinking:
+                assert self.control is not None
+                self.control.ended = "budget"
+                out.append(self._thinking_ended(0, 0.0))
+            return out
+        assert isinstance(ev, Done)
+        self.result.stats = ev.stats
+        out = [self._delta(kind, text) for kind, text in self._splitter.close()]
+        self.done = True
+        out.append(TurnDone(self.partial()))
+        return out
+
+    def _token(self, ev: Token) -> list[TurnEvent]:
+        now = time.perf_counter()
+        if not self._first_at:
+            self._first_at = now
+        # A token counts as thinking while the splitter is still inside <think>; the token
+        # that closes it is thinking too.
+        splitter = self._splitter
+        thinking = splitter.in_think
+        if ev.id >= 0:
+            if thinking:
+                self.think_tokens += 1
+            else:
+                self.answer_tokens += 1
+        out: list[TurnEvent] = [self._delta(kind, text) for kind, text in splitter.feed(ev.text)]
+        if thinking and not splitter.in_think:
+            self._answer_at = now
+            out.append(self._thinking_ended(self.think_tokens, now - self._first_at))
+        elif thinking and not self._warned:
+            control = self.control
+            if control is not None and control.looping:
+                self._warned = True  # on_loop = "warn" goes on; the others end it
+                if control.params.on_loop == "warn":
+                    out.append(LoopNoticed())
+        return out
+
+    def _delta(self, kind: Kind, text: str) -> Delta:
+        (self._think if kind == "think" else self._answer).append(text)
+        return Delta(kind, text, self.think_tokens, self.answer_tokens)
+
+    def _thinking_ended(self, tokens: int, seconds: float) -> ThinkingEnded:
+        # No control: a model not known to think, thinking all the same (a server's field).
+        how: Ended = (self.control.ended if self.control else None) or "model"
+        self.result.thinking_ended = how
+        return ThinkingEnded(how, tokens, seconds)
+
+    def partial(self) -> TurnResult:
+        """The reply so far; marked stopped ("cancelled") unless the stream ended by itself."""
+        result = self.result
+        result.thinking = "".join(self._think)
+        result.answer = "".join(self._answer)
+        stats = result.stats
+        stats.thinking_tokens = self.think_tokens
+        stats.answer_tokens = self.answer_tokens
+        if self._first_at:
+            end = time.perf_counter()
+            stats.thinking_s = ((self._answer_at or end) - self._first_at) if self.control else 0.0
+            if self.answer_tokens:
+                stats.ttfa_s = (self._answer_at or self._first_at) - self._t0
+        if result.thinking_ended is None and self.control is not None:
+            result.thinking_ended = self.control.ended  # stopped by the loop guard, say
+        if not self.done:
+            stats.completion_tokens = self.think_tokens + self.answer_tokens
+            stats.finish_reason = "cancelled"
+        return result
+
+
 class Turn:
     """One reply to `question` after `history` (earlier turns, thinking already removed).
 
-    Iterate it for events. What came so far stays readable through `partial()` when the stream
-    breaks off (a signal, a closed pipe, an error), so the caller can still save it. For a model
-    that thinks, `control` steers the thinking (a default one guards against loops); the UI may
-    call `control.answer_now()` while it runs.
+    Iterate it for events; see TurnRecorder. For a model that thinks, `control` steers the
+    thinking (a default one guards against loops); the UI may call `control.answer_now()`
+    while it runs.
     """
 
     def __init__(
@@ -133,95 +234,32 @@ class Turn:
         self.question = question
         self.params = params
         self.cancel = cancel
-        thinks = engine.info.thinks
-        self.control = (control or ThinkingControl(ReasoningParams())) if thinks else None
-        self.started = False
-        self.done = False
-        self._result = TurnResult(question=question, model=engine.info.name)
-        self._think: list[str] = []
-        self._answer: list[str] = []
-        self._n_think = 0
-        self._n_answer = 0
+        self.control = control_for(engine, control)
+        self.recorder = TurnRecorder(question, engine.info.name, self.control)
+
+    @property
+    def started(self) -> bool:
+        return self.recorder.started
 
     def __iter__(self) -> Iterator[TurnEvent]:
-        control = self.control
-        no_thinking = control is not None and control.params.budget == 0
-        splitter = ThinkSplitter(in_think=control is not None and not no_thinking)
-        feed = splitter.feed
-        think, answer = self._think, self._answer
         messages = [*self.history, ChatMessage("user", self.question)]
-        t0 = time.perf_counter()
-        first_at = answer_at = 0.0
-        warned = False
-        # Counted in locals (the loop runs once per token), kept in self when the loop ends,
-        # however it ends, for partial().
-        n_think = n_answer = 0
-        try:
-            for ev in self.engine.stream(messages, self.params, self.cancel, control):
-                if isinstance(ev, Token):
-                    if not first_at:
-                        first_at = time.perf_counter()
-                    # A token counts as thinking while the splitter is still inside <think>;
-                    # the token that closes it is thinking too.
-                    thinking = splitter.in_think
-                    if ev.id >= 0:
-                        if thinking:
-                            n_think += 1
-                        else:
-                            n_answer += 1
-                    for kind, text in feed(ev.text):
-                        (think if kind == "think" else answer).append(text)
-                        yield Delta(kind, text, n_think, n_answer)
-                    if thinking and not splitter.in_think:
-                        answer_at = time.perf_counter()
-                        yield self._thinking_ended(n_think, answer_at - first_at)
-                    elif thinking and control is not None and control.looping and not warned:
-                        warned = True  # on_loop = "warn" goes on; the others end it
-                        if control.params.on_loop == "warn":
-                            yield LoopNoticed()
-                elif isinstance(ev, Started):
-                    self.started = True
-                    yield TurnStarted(ev.prompt_tokens)
-                    if no_thinking:
-                        assert control is not None
-                        control.ended = "budget"
-                        yield self._thinking_ended(0, 0.0)
-                else:
-                    self._result.stats = ev.stats
-                    break
-            for kind, text in splitter.close():
-                (think if kind == "think" else answer).append(text)
-                yield Delta(kind, text, n_think, n_answer)
-        finally:
-            self._n_think, self._n_answer = n_think, n_answer
-            end = time.perf_counter()
-            stats = self._result.stats
-            if first_at:
-                stats.thinking_s = ((answer_at or end) - first_at) if control else 0.0
-            if n_answer:
-                stats.ttfa_s = (answer_at or first_at) - t0
-        self.done = True
-        yield TurnDone(self.partial())
-
-    def _thinking_ended(self, tokens: int, seconds: float) -> ThinkingEnded:
-        # No control: a model not known to think, thinking all the same (a server's field).
-        how: Ended = (self.control.ended if self.control else None) or "model"
-        self._result.thinking_ended = how
-        return ThinkingEnded(how, tokens, seconds)
+        feed = self.recorder.feed
+        for ev in self.engine.stream(messages, self.params, self.cancel, self.control):
+            out = feed(ev)
+            yield from out
+            if type(ev) is Done:
+                break
 
     def partial(self) -> TurnResult:
-        """The reply so far; marked stopped ("cancelled") unless the stream ended by itself."""
-        result = self._result
-        result.thinking = "".join(self._think)
-        result.answer = "".join(self._answer)
-        result.stats.thinking_tokens = self._n_think
-        result.stats.answer_tokens = self._n_answer
-        if result.thinking_ended is None and self.control is not None:
-            result.thinking_ended = self.control.ended  # stopped by the loop guard, say
-        if not self.done:
-            result.stats.completion_tokens = self._n_think + self._n_answer
-            result.stats.finish_reason = "cancelled"
-        return result
+        return self.recorder.partial()
+
+
+def control_for(engine: Engine, control: ThinkingControl | None) -> ThinkingControl | None:
+    """The control a turn runs with: none for a model that does not think, else the one given
+    or a default one (which guards against loops)."""
+    if not engine.info.thinks:
+        return None
+    return control or ThinkingControl(ReasoningParams())
 
 
 def run_turn(

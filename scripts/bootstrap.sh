@@ -5,7 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${R1CHAT_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
-LLAMA_VERSION="0.3.36"
+# The one pin of llama-cpp-python is pyproject.toml's; the build and the check read it there.
+LLAMA_VERSION="$(sed -n 's/.*"llama-cpp-python==\([0-9][0-9.]*\)".*/\1/p' "$ROOT/pyproject.toml")"
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 

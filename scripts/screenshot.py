@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from r1chat.config import Settings
+from r1chat.conversation import Chats
+from r1chat.engines.scripted import ScriptedEngine
 from r1chat.history import HistoryStore
-from r1chat.scripted import ScriptedEngine
 from r1chat.tui.app import R1ChatApp
 from r1chat.tui.widgets.message import TurnView
 
@@ -60,7 +61,7 @@ async def shoot(out: Path, model: str | None, question: str = QUESTION) -> None:
     app = R1ChatApp(
         settings,
         engine=engine,
-        open_store=lambda: HistoryStore.open(Path(scratch.name) / "h.sqlite3"),
+        chats=Chats(HistoryStore.open(Path(scratch.name) / "h.sqlite3")),
     )
     async with app.run_test(size=(132, 34)) as pilot:
         app.prompt.insert(question)

@@ -1,13 +1,16 @@
-"""Shared fixtures: tiny real GGUF models (built once per checkout), SmolLM2, an isolated home."""
+"""Shared fixtures: tiny real GGUF models (built once per checkout), SmolLM2, an isolated home;
+and the markers of the slow tiers, set from the fixtures a test uses.
+
+A test that uses a real model (llama.cpp) is marked `llama`, one that drives a real terminal
+`tmux`, one that starts a real server `server`: `./scripts/test --fast` runs the rest.
+"""
 
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,48 +18,39 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_models
+from cli_support import Cli, run_cli
 
-MODELS = Path(__file__).parent / ".models"
+# Fixtures that load a real model, start a real server or a real terminal (tests/tui/conftest.py).
+LLAMA_FIXTURES = frozenset(
+    {"tiny_models_paths", "noise_model", "scripted_model", "loop_model", "smollm2_model"}
+)
+SERVER_FIXTURES = frozenset({"server", "scripted_server", "loop_server"})
+MARKERS = {
+    "llama": "uses a real model through llama.cpp",
+    "tmux": "drives the app in a real terminal (tmux)",
+    "server": "starts a real server (llama_cpp.server or llama-server)",
+}
 
 
-def _build_models() -> dict[str, Path]:
-    MODELS.mkdir(exist_ok=True)
-    stamp = MODELS / f"v{tiny_models.BUILD_VERSION}"
-    noise = MODELS / "tiny-r1-noise.gguf"
-    scripted = MODELS / "tiny-r1-scripted.gguf"
-    looping = MODELS / "tiny-r1-loop.gguf"
-    built = {"noise": noise, "scripted": scripted, "loop": looping}
-    if stamp.exists() and all(p.exists() for p in built.values()):
-        return built
-    meta = tiny_models.load_meta()
-    tiny_models.build_noise(noise, meta)
-    from r1chat.engine import LlamaEngine, LoadOptions
+def pytest_configure(config: pytest.Config) -> None:
+    for name, what in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {what}")
 
-    eng = LlamaEngine(noise, LoadOptions(n_ctx=256))
-    newline = eng.tokenize("\n")
-    script = [*newline, *eng.tokenize(tiny_models.SCRIPT_TEXT), eng.eos_id]
-    # A server whose template does not open the thinking (llama_cpp.server's) ends the prompt
-    # at the assistant tag: the model opens it itself, as R1 does.
-    opening = [*eng.tokenize("<｜Assistant｜>"), *eng.tokenize("<think>"), *newline]
-    closing = eng.tokenize("</think>\n\n")
-    pairs = tiny_models.loop_pairs(
-        eng.tokenize(tiny_models.LOOP_THINKING),
-        newline[0],
-        closing[-1],
-        eng.tokenize(tiny_models.LOOP_ANSWER),
-        eng.eos_id,
-    )
-    eng.close()
-    tiny_models.build_scripted(scripted, meta, script, opening=opening)
-    pairs += list(itertools.pairwise(opening))
-    tiny_models.build_bigrams(looping, meta, pairs, "tiny-r1-loop")
-    stamp.touch()
-    return built
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & LLAMA_FIXTURES:
+            item.add_marker("llama")
+        if used & SERVER_FIXTURES:
+            item.add_marker("server")
+        if "tmux" in used:
+            item.add_marker("tmux")
 
 
 @pytest.fixture(scope="session")
 def tiny_models_paths() -> dict[str, Path]:
-    return _build_models()
+    return tiny_models.build_models()
 
 
 @pytest.fixture(scope="session")
@@ -101,35 +95,14 @@ def r1home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def user_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment of a user whose r1chat files live under `home`, hub offline."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("R1CHAT_")}
-    env.update({"R1CHAT_HOME": str(home), "HF_HUB_OFFLINE": "1"}, **extra)
-    return env
-
-
-def run_cli(
-    *args: str,
-    home: Path,
-    stdin: bytes | None = None,
-    timeout: float = 120,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[bytes]:
-    """Run `python -m r1chat ARGS` as a user would, with piped stdio."""
-    full_env = user_env(home, NO_COLOR="1", **(env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "r1chat", *args],
-        input=stdin if stdin is not None else b"",
-        capture_output=True,
-        timeout=timeout,
-        env=full_env,
-        check=False,
-    )
-
-
 @pytest.fixture
-def cli(r1home: Path) -> Iterator[object]:
-    def call(*args: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
-        return run_cli(*args, home=r1home, **kw)  # type: ignore[arg-type]
+def cli(r1home: Path) -> Cli:
+    def call(
+        *args: str,
+        stdin: bytes | None = None,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        return run_cli(*args, home=r1home, stdin=stdin, timeout=timeout, env=env)
 
-    yield call
+    return call

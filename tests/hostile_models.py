@@ -23,7 +23,7 @@ def _base(w: Any) -> None:
     w.add_layer_norm_rms_eps(1e-6)
 
 
-def write_model(path: Path, tweak: Callable[[Any], None], *, layers: int | None = 2) -> Path:
+def write_model(path: Path, tweak: Callable[[Any], object], *, layers: int | None = 2) -> Path:
     """A header-only qwen2 GGUF; `tweak(writer)` adds the bad value."""
     import gguf
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -104,7 +105,7 @@ class Reply:
     """One response of the replay server: an SSE stream of `events` (JSON chunks or raw lines),
     or a `status` with a JSON `body`."""
 
-    events: list[Chunk | str] = field(default_factory=list)
+    events: Sequence[Chunk | str] = field(default_factory=list)
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import tiny_models
-from conftest import user_env
+from cli_support import Cli, user_env
 
 
 def one_line_error(proc: subprocess.CompletedProcess[bytes], *needles: str) -> str:
@@ -29,7 +29,7 @@ def one_line_error(proc: subprocess.CompletedProcess[bytes], *needles: str) -> s
     return lines[0]
 
 
-def test_json_output_has_exact_thinking_and_answer(cli, scripted_model: Path) -> None:
+def test_json_output_has_exact_thinking_and_answer(cli: Cli, scripted_model: Path) -> None:
     proc = cli("ask", "--model", str(scripted_model), "--json", "hi")
     assert proc.returncode == 0, proc.stderr.decode()
     data = json.loads(proc.stdout)
@@ -45,13 +45,15 @@ def test_json_output_has_exact_thinking_and_answer(cli, scripted_model: Path) ->
     assert proc.stderr == b""
 
 
-def test_stdin_alone_is_the_question_and_pipe_gets_the_answer_only(cli, scripted_model) -> None:
+def test_stdin_alone_is_the_question_and_pipe_gets_the_answer_only(
+    cli: Cli, scripted_model: Path
+) -> None:
     proc = cli("ask", "--model", str(scripted_model), stdin=b"hi\n")
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode() == tiny_models.SCRIPT_ANSWER + "\n"
 
 
-def test_stdin_with_a_question_is_attached_as_context(cli, scripted_model: Path) -> None:
+def test_stdin_with_a_question_is_attached_as_context(cli: Cli, scripted_model: Path) -> None:
     diff = b"--- a/x.py\n+++ b/x.py\n+print('hi')\n"
     proc = cli("ask", "--model", str(scripted_model), "--json", "review this", stdin=diff)
     assert proc.returncode == 0, proc.stderr.decode()
@@ -59,36 +61,36 @@ def test_stdin_with_a_question_is_attached_as_context(cli, scripted_model: Path)
     assert q.startswith("review this\n\n```\n") and "+print('hi')" in q
 
 
-def test_math_preset_wraps_the_question(cli, scripted_model: Path) -> None:
+def test_math_preset_wraps_the_question(cli: Cli, scripted_model: Path) -> None:
     proc = cli("ask", "--model", str(scripted_model), "--json", "--preset", "math", "2+2?")
     q = json.loads(proc.stdout)["question"]
     assert q.endswith("put your final answer within \\boxed{}.")
 
 
-def test_stats_go_to_stderr(cli, scripted_model: Path) -> None:
+def test_stats_go_to_stderr(cli: Cli, scripted_model: Path) -> None:
     proc = cli("ask", "--model", str(scripted_model), "--stats", "hi")
     assert proc.stdout.decode() == tiny_models.SCRIPT_ANSWER + "\n"
     err = proc.stderr.decode()
     assert "thinking 7 tok" in err and "stop" in err
 
 
-def test_missing_model_file(cli, tmp_path: Path) -> None:
+def test_missing_model_file(cli: Cli, tmp_path: Path) -> None:
     one_line_error(cli("ask", "--model", str(tmp_path / "nope.gguf"), "hi"), "not found")
 
 
-def test_file_that_is_not_gguf(cli, tmp_path: Path) -> None:
+def test_file_that_is_not_gguf(cli: Cli, tmp_path: Path) -> None:
     f = tmp_path / "model.gguf"
     f.write_text("definitely not a model\n" * 100)
     one_line_error(cli("ask", "--model", str(f), "hi"), "not a GGUF")
 
 
-def test_truncated_gguf(cli, noise_model: Path, tmp_path: Path) -> None:
+def test_truncated_gguf(cli: Cli, noise_model: Path, tmp_path: Path) -> None:
     f = tmp_path / "cut.gguf"
     f.write_bytes(noise_model.read_bytes()[:20_000_000])
     one_line_error(cli("ask", "--model", str(f), "hi"), "truncated")
 
 
-def test_corrupt_gguf_does_not_crash(cli, noise_model: Path, tmp_path: Path) -> None:
+def test_corrupt_gguf_does_not_crash(cli: Cli, noise_model: Path, tmp_path: Path) -> None:
     data = bytearray(noise_model.read_bytes())
     data[100:4000] = os.urandom(3900)  # scramble metadata in the header
     f = tmp_path / "corrupt.gguf"
@@ -98,22 +100,22 @@ def test_corrupt_gguf_does_not_crash(cli, noise_model: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("args,stdin", [(["   "], b""), ([], b""), ([], b"  \n\n")])
-def test_empty_question(cli, scripted_model: Path, args: list[str], stdin: bytes) -> None:
+def test_empty_question(cli: Cli, scripted_model: Path, args: list[str], stdin: bytes) -> None:
     proc = cli("ask", "--model", str(scripted_model), *args, stdin=stdin)
     one_line_error(proc, "empty question")
     assert proc.returncode == 2
 
 
-def test_question_longer_than_the_context(cli, scripted_model: Path) -> None:
+def test_question_longer_than_the_context(cli: Cli, scripted_model: Path) -> None:
     proc = cli("ask", "--model", str(scripted_model), "--ctx", "256", stdin=b"word " * 2000)
     one_line_error(proc, "too long")
 
 
-def test_unknown_model_alias(cli) -> None:
+def test_unknown_model_alias(cli: Cli) -> None:
     one_line_error(cli("ask", "--model", "not-a-model", "hi"), "unknown model")
 
 
-def test_offline_default_model_says_how_to_pass_a_file(cli) -> None:
+def test_offline_default_model_says_how_to_pass_a_file(cli: Cli) -> None:
     one_line_error(cli("ask", "hi"), "--model PATH")
 
 
@@ -184,7 +186,7 @@ def test_closed_pipe_exits_quietly(r1home: Path, smollm2_model: Path) -> None:
     assert err == b"", err.decode()
 
 
-def test_terminal_output_renders_thinking_and_markdown(r1home: Path, scripted_model) -> None:
+def test_terminal_output_renders_thinking_and_markdown(r1home: Path, scripted_model: Path) -> None:
     env = user_env(r1home, TERM="xterm-256color", COLUMNS="100", LINES="40")
     env.pop("NO_COLOR", None)
     master, slave = pty.openpty()

@@ -11,16 +11,16 @@ import time
 from pathlib import Path
 
 import tiny_models
-from conftest import user_env
+from cli_support import Cli, user_env
 
 
-def history_list(cli) -> list[dict]:
+def history_list(cli: Cli) -> list[dict]:
     proc = cli("history", "list", "--json")
     assert proc.returncode == 0, proc.stderr.decode()
     return json.loads(proc.stdout)
 
 
-def test_ask_saves_question_and_reply(cli, scripted_model: Path) -> None:
+def test_ask_saves_question_and_reply(cli: Cli, scripted_model: Path) -> None:
     assert cli("ask", "--model", str(scripted_model), "What is 2+2?").returncode == 0
     convs = history_list(cli)
     assert len(convs) == 1 and convs[0]["messages"] == 2
@@ -33,12 +33,12 @@ def test_ask_saves_question_and_reply(cli, scripted_model: Path) -> None:
     assert msgs[1]["finish_reason"] == "stop"
 
 
-def test_no_save_saves_nothing(cli, scripted_model: Path) -> None:
+def test_no_save_saves_nothing(cli: Cli, scripted_model: Path) -> None:
     assert cli("ask", "--model", str(scripted_model), "--no-save", "hi").returncode == 0
     assert history_list(cli) == []
 
 
-def test_continue_sends_earlier_turns_without_thinking(cli, scripted_model: Path) -> None:
+def test_continue_sends_earlier_turns_without_thinking(cli: Cli, scripted_model: Path) -> None:
     first = json.loads(cli("ask", "--model", str(scripted_model), "--json", "one").stdout)
     second = json.loads(cli("ask", "--model", str(scripted_model), "--json", "-c", "two").stdout)
     # The second prompt holds the first question and answer, not the thinking.
@@ -59,14 +59,14 @@ def test_continue_sends_earlier_turns_without_thinking(cli, scripted_model: Path
     assert history_list(cli)[0]["messages"] == 6
 
 
-def test_continue_with_empty_history_and_unknown_id(cli, scripted_model: Path) -> None:
+def test_continue_with_empty_history_and_unknown_id(cli: Cli, scripted_model: Path) -> None:
     proc = cli("ask", "--model", str(scripted_model), "-c", "hi")
     assert proc.returncode == 2 and b"no conversation to continue" in proc.stderr
     proc = cli("ask", "--model", str(scripted_model), "--conversation", "42", "hi")
     assert proc.returncode == 1 and b"no conversation 42" in proc.stderr
 
 
-def test_corrupt_history_is_reported_and_kept(cli, scripted_model: Path, r1home: Path) -> None:
+def test_corrupt_history_is_reported_and_kept(cli: Cli, scripted_model: Path, r1home: Path) -> None:
     db = r1home / "history.sqlite3"
     db.write_bytes(b"this is not a database" * 100)
     before = db.read_bytes()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from cli_support import run_cli
 from tiny_models import SCRIPT_ANSWER
 
 from r1chat.attachments import Attachment, fenced, read_attachment, with_attachments

@@ -1,4 +1,5 @@
-"""k samples of one prompt in one batch context (r1chat.batch) on real llama.cpp, tiny models."""
+"""k samples of one prompt in one batch context (r1chat.engines.batch) on real llama.cpp, tiny
+models, through r1chat.many (the path `ask -k`, `eval` and the app take)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 import tiny_models
 
-from r1chat.batch import SampleProgress, context_size, sample_many
-from r1chat.engine import LlamaEngine, LoadOptions, Token
+from r1chat.engines.base import BatchStats, Token
+from r1chat.engines.batch import context_size
+from r1chat.engines.llama import LlamaEngine, LoadOptions
 from r1chat.errors import R1ChatError
+from r1chat.many import Sample, SampleProgress, ask_many
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import split_reasoning
 from r1chat.sampling import SamplingParams
@@ -36,6 +39,13 @@ def noise(noise_model: Path) -> Iterator[LlamaEngine]:
     eng = LlamaEngine(noise_model, OPTIONS)
     yield eng
     eng.close()
+
+
+def sample_many(
+    engine: LlamaEngine, messages: list[ChatMessage], params: SamplingParams, k: int, **kw: Any
+) -> tuple[list[Sample], BatchStats]:
+    got = ask_many(engine, messages, params, k, **kw)
+    return got.samples, got.stats
 
 
 class CountingLlama:
@@ -73,8 +83,10 @@ def turn(engine: LlamaEngine, question: str) -> TurnResult:
 def test_scripted_k4_gives_four_exact_replies_from_one_prompt_evaluation(
     scripted: LlamaEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spy = CountingLlama(scripted._ll)
-    monkeypatch.setattr(scripted, "_ll", spy)
+    from r1chat.engines import batch
+
+    spy = CountingLlama(batch.init_backend())
+    monkeypatch.setattr(batch, "init_backend", lambda: spy)
     events: list[SampleProgress] = []
     samples, stats = sample_many(
         scripted, QUESTION, SamplingParams(seed=5), 4, on_progress=events.append

@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from cli_support import run_cli
 
 from r1chat.bench import build_prompt, question_of_length
-from r1chat.engine import LlamaEngine, LoadOptions
+from r1chat.engines.llama import LlamaEngine, LoadOptions
 from r1chat.prompts import ChatMessage
 
 FIGURES = ("load_s", "ttft_s", "prefill_tok_s", "decode_tok_s", "peak_rss_mb")
@@ -37,7 +38,7 @@ def bench_cli(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
 
 
 @pytest.fixture(scope="module")
-def engine(noise_model: Path):
+def engine(noise_model: Path) -> Iterator[LlamaEngine]:
     eng = LlamaEngine(noise_model, LoadOptions(n_ctx=512))
     yield eng
     eng.close()

@@ -9,7 +9,7 @@ import pytest
 import tiny_models
 
 from r1chat.conversation import Conversation
-from r1chat.engine import LlamaEngine, LoadOptions
+from r1chat.engines.llama import LlamaEngine, LoadOptions
 from r1chat.errors import R1ChatError
 from r1chat.history import HistoryStore
 from r1chat.prompts import ChatMessage

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import typer
-from conftest import run_cli
+from cli_support import run_cli
 from typer.testing import CliRunner
 
 from r1chat.commands.doctor import doctor, run_checks

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import tiny_models
 
-from r1chat.engine import Done, LlamaEngine, LoadOptions, SamplingParams, Started, Token
+from r1chat.engines.base import Done, Started, Token
+from r1chat.engines.llama import LlamaEngine, LoadOptions
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage, history_messages
+from r1chat.sampling import SamplingParams
 from r1chat.turn import Delta, TurnDone, TurnResult, run_turn
 
 BOS, THINK, NEWLINE, THINK_END = 151646, 151648, 198, 151649
@@ -40,7 +42,8 @@ def turn(
 ) -> tuple[list[Delta], TurnResult]:
     deltas: list[Delta] = []
     result = None
-    for ev in run_turn(engine, history or [], question, SamplingParams(**params), cancel):
+    sampling = SamplingParams(**params)  # type: ignore[arg-type]
+    for ev in run_turn(engine, history or [], question, sampling, cancel):
         if isinstance(ev, Delta):
             deltas.append(ev)
         elif isinstance(ev, TurnDone):
@@ -166,8 +169,10 @@ def test_stop_during_a_long_prefill_aborts_it_and_the_engine_still_works(
         threading.Timer(0.05, cancel.set).start()
         events = list(eng.stream([ChatMessage("user", "word " * 7000)], SamplingParams(), cancel))
         assert [type(e) for e in events] == [Started, Done]
-        assert events[1].stats.finish_reason == "cancelled"
-        assert events[1].stats.evaluated_tokens == 0  # the one 7,000-token batch was aborted
+        done = events[1]
+        assert isinstance(done, Done)
+        assert done.stats.finish_reason == "cancelled"
+        assert done.stats.evaluated_tokens == 0  # the one 7,000-token batch was aborted
         _, result = turn(eng, "hi", max_tokens=5)
         assert result.stats.completion_tokens == 5
         assert result.stats.cached_tokens == 0

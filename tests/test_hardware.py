@@ -11,7 +11,7 @@ import pytest
 from tiny_models import header_part
 
 from r1chat.config import Settings
-from r1chat.engine import LoadOptions
+from r1chat.engines.llama import LoadOptions
 from r1chat.errors import R1ChatError
 from r1chat.gguf_header import GGUFHeader, read_header
 from r1chat.hardware import (

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_support import Cli
+from typer.testing import CliRunner, Result
 
 from r1chat.commands.history import history_app
 from r1chat.config import paths
@@ -46,11 +47,11 @@ def convs(home: Path) -> dict[str, int]:
     return {"sums": sums, "evil": evil}
 
 
-def invoke(*args: str, input: str | None = None):
+def invoke(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(history_app, list(args), input=input, catch_exceptions=False)
 
 
-def one_line_error(result, code: int, *needles: str) -> str:
+def one_line_error(result: Result, code: int, *needles: str) -> str:
     assert result.exit_code == code, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -342,7 +343,7 @@ def test_the_history_lives_under_r1chat_home(home: Path) -> None:
 # --- the registered command ----------------------------------------------------------------------
 
 
-def test_r1chat_history_list_json_as_a_user_runs_it(cli, convs: dict[str, int]) -> None:
+def test_r1chat_history_list_json_as_a_user_runs_it(cli: Cli, convs: dict[str, int]) -> None:
     """Passes once r1chat.cli registers the sub-app: app.add_typer(history_app, name="history")."""
     proc = cli("history", "list", "--json")
     assert proc.returncode == 0, proc.stderr.decode()

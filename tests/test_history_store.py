@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path):
+def store(db_path: Path) -> Iterator[HistoryStore]:
     s = HistoryStore.open(db_path)
     yield s
     s.close()
@@ -497,7 +498,9 @@ def test_delete_cascades_to_messages_and_search(db_path: Path, store: HistorySto
         lambda s: s.delete(999),
     ],
 )
-def test_a_missing_conversation_is_a_user_error(store: HistoryStore, call) -> None:
+def test_a_missing_conversation_is_a_user_error(
+    store: HistoryStore, call: Callable[[HistoryStore], object]
+) -> None:
     with pytest.raises(R1ChatError, match="no conversation 999"):
         call(store)
     assert store.list_conversations() == []

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from cli_support import run_cli
 from servers import Server, start_llama_server
 from tiny_models import SCRIPT_ANSWER, SCRIPT_THINKING
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import tiny_models
-from conftest import user_env
+from cli_support import Cli, user_env
 from hostile_models import HOSTILE, write_nested
 from test_ask_cli import one_line_error
 
@@ -26,7 +26,7 @@ from r1chat.prompts import ChatMessage, render_prompt
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_a_file_llama_cpp_would_abort_on_is_one_line(name: str, cli, tmp_path: Path) -> None:
+def test_a_file_llama_cpp_would_abort_on_is_one_line(name: str, cli: Cli, tmp_path: Path) -> None:
     build, word = HOSTILE[name]
     model = build(tmp_path / "hostile.gguf")
     proc = cli("ask", "--model", str(model), "hi")
@@ -34,7 +34,9 @@ def test_a_file_llama_cpp_would_abort_on_is_one_line(name: str, cli, tmp_path: P
     assert proc.returncode == 1 and "GGML_ASSERT" not in proc.stdout.decode() + line
 
 
-def test_doctor_reports_such_a_file_instead_of_aborting(cli, tmp_path: Path, r1home: Path) -> None:
+def test_doctor_reports_such_a_file_instead_of_aborting(
+    cli: Cli, tmp_path: Path, r1home: Path
+) -> None:
     model = HOSTILE["no layers"][0](tmp_path / "hostile.gguf")
     proc = cli("doctor", env={"R1CHAT_MODEL": str(model)})
     out = proc.stdout.decode()
@@ -42,12 +44,12 @@ def test_doctor_reports_such_a_file_instead_of_aborting(cli, tmp_path: Path, r1h
     assert "block_count" in out and "GGML_ASSERT" not in out + proc.stderr.decode()
 
 
-def test_metadata_nested_5000_deep_is_one_line(cli, tmp_path: Path) -> None:
+def test_metadata_nested_5000_deep_is_one_line(cli: Cli, tmp_path: Path) -> None:
     model = write_nested(tmp_path / "nested.gguf", 5000)
     one_line_error(cli("ask", "--model", str(model), "hi"), "nested more than")
 
 
-def test_a_fifo_as_the_model_is_refused_without_hanging(cli, tmp_path: Path) -> None:
+def test_a_fifo_as_the_model_is_refused_without_hanging(cli: Cli, tmp_path: Path) -> None:
     fifo = tmp_path / "model.gguf"
     os.mkfifo(fifo)
     one_line_error(cli("ask", "--model", str(fifo), "hi", timeout=30), "not a regular file")
@@ -86,7 +88,7 @@ def test_ordinary_templates_are_untouched(scripted_model: Path) -> None:
     assert text.count("x") == 50_000 and text.endswith("<think>\n")
 
 
-def test_an_exploding_template_in_a_model_is_one_line(cli, tmp_path: Path) -> None:
+def test_an_exploding_template_in_a_model_is_one_line(cli: Cli, tmp_path: Path) -> None:
     meta = tiny_models.load_meta()
     meta["tokenizer.chat_template"] = "{{ 'A' * 100000000 }}"
     model = tmp_path / "boom.gguf"
@@ -118,7 +120,7 @@ def test_non_utf8_bytes_in_an_argument(r1home: Path) -> None:
         ["--resume", "99999999999999999999"],
     ],
 )
-def test_ids_beyond_sqlites_range(cli, args: list[str]) -> None:
+def test_ids_beyond_sqlites_range(cli: Cli, args: list[str]) -> None:
     proc = cli(*args)
     assert proc.returncode == 2
     one_line_error(proc, "Invalid value", "9223372036854775807")
@@ -127,13 +129,13 @@ def test_ids_beyond_sqlites_range(cli, args: list[str]) -> None:
 @pytest.mark.parametrize(
     "ref", ["someone/repo:../x.gguf", "someone/../evil:m.gguf", "someone/repo:a//b.gguf"]
 )
-def test_hub_references_with_path_tricks(cli, ref: str) -> None:
+def test_hub_references_with_path_tricks(cli: Cli, ref: str) -> None:
     proc = cli("ask", "--model", ref, "hi")
     assert proc.returncode == 2
     one_line_error(proc, "not a Hugging Face")
 
 
-def test_an_empty_model_name_is_not_the_default(cli) -> None:
+def test_an_empty_model_name_is_not_the_default(cli: Cli) -> None:
     proc = cli("ask", "--model", "", "hi")
     assert proc.returncode == 2
     one_line_error(proc, "empty model name")
@@ -193,7 +195,7 @@ def test_stderr_closed_still_answers(r1home: Path, scripted_model: Path) -> None
     ],
 )
 def test_settings_out_of_bounds_from_the_environment(
-    cli, scripted_model: Path, env: dict[str, str], word: str
+    cli: Cli, scripted_model: Path, env: dict[str, str], word: str
 ) -> None:
     proc = cli("ask", "--model", str(scripted_model), "hi", env=env)
     assert proc.returncode == 2
@@ -201,7 +203,7 @@ def test_settings_out_of_bounds_from_the_environment(
 
 
 def test_nan_in_the_config_file_and_on_the_command_line(
-    cli, r1home: Path, scripted_model: Path
+    cli: Cli, r1home: Path, scripted_model: Path
 ) -> None:
     (r1home / "config.toml").write_text("[sampling]\ntop_p = nan\n")
     proc = cli("ask", "--model", str(scripted_model), "hi")
@@ -211,7 +213,7 @@ def test_nan_in_the_config_file_and_on_the_command_line(
     assert proc.returncode == 2 and "temperature" in one_line_error(proc)
 
 
-def test_threads_within_bounds_still_work(cli, scripted_model: Path) -> None:
+def test_threads_within_bounds_still_work(cli: Cli, scripted_model: Path) -> None:
     proc = cli("ask", "--model", str(scripted_model), "hi", env={"R1CHAT_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr.decode()
 
@@ -220,7 +222,7 @@ def test_threads_within_bounds_still_work(cli, scripted_model: Path) -> None:
 
 
 def test_a_question_refused_as_too_long_is_never_saved(
-    cli, r1home: Path, scripted_model: Path
+    cli: Cli, r1home: Path, scripted_model: Path
 ) -> None:
     big = b"word " * 1_000_000  # 5 MB
     for _ in range(4):
@@ -232,7 +234,7 @@ def test_a_question_refused_as_too_long_is_never_saved(
     assert db.stat().st_size < 1_000_000
 
 
-def test_a_read_only_history_stays_read_only(cli, r1home: Path, scripted_model: Path) -> None:
+def test_a_read_only_history_stays_read_only(cli: Cli, r1home: Path, scripted_model: Path) -> None:
     assert cli("ask", "--model", str(scripted_model), "hi").returncode == 0
     db = r1home / "history.sqlite3"
     db.chmod(0o444)
@@ -247,7 +249,7 @@ def test_a_read_only_history_stays_read_only(cli, r1home: Path, scripted_model: 
         assert conv.messages == 2
 
 
-def test_a_read_only_home_still_reads(cli, r1home: Path, scripted_model: Path) -> None:
+def test_a_read_only_home_still_reads(cli: Cli, r1home: Path, scripted_model: Path) -> None:
     assert cli("ask", "--model", str(scripted_model), "hi").returncode == 0
     r1home.chmod(0o555)
     try:
@@ -260,7 +262,7 @@ def test_a_read_only_home_still_reads(cli, r1home: Path, scripted_model: Path) -
         r1home.chmod(0o755)
 
 
-def test_a_damaged_database_is_one_line(cli, r1home: Path, scripted_model: Path) -> None:
+def test_a_damaged_database_is_one_line(cli: Cli, r1home: Path, scripted_model: Path) -> None:
     assert cli("ask", "--model", str(scripted_model), "hi").returncode == 0
     db = r1home / "history.sqlite3"
     data = bytearray(db.read_bytes())
@@ -273,7 +275,7 @@ def test_a_damaged_database_is_one_line(cli, r1home: Path, scripted_model: Path)
 
 
 def test_concurrent_asks_keep_each_reply_with_its_question(
-    cli, r1home: Path, scripted_model: Path
+    cli: Cli, r1home: Path, scripted_model: Path
 ) -> None:
     assert cli("ask", "--model", str(scripted_model), "first").returncode == 0
     env = user_env(r1home, NO_COLOR="1")
@@ -311,7 +313,7 @@ def test_concurrent_asks_keep_each_reply_with_its_question(
 
 
 def test_a_conversation_longer_than_the_context_goes_on(
-    cli, r1home: Path, scripted_model: Path
+    cli: Cli, r1home: Path, scripted_model: Path
 ) -> None:
     question = "tell me more about this " * 12
     notes = []
@@ -412,7 +414,7 @@ def test_ctrl_c_at_any_moment_exits_130_quietly(r1home: Path, noise_model: Path)
 def test_a_load_asked_to_stop_stops(noise_model: Path) -> None:
     import threading
 
-    from r1chat.engine import LlamaEngine, LoadOptions
+    from r1chat.engines.llama import LlamaEngine, LoadOptions
 
     stop = threading.Event()
     stop.set()

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from servers import ReplayServer, Reply, chunk
 
+from r1chat.engines.remote import RemoteEngine, host_of, normalize_base
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import ReasoningParams, ThinkingControl
-from r1chat.remote import RemoteEngine, host_of, normalize_base
 from r1chat.sampling import SamplingParams
 from r1chat.turn import TurnDone, TurnResult, run_turn
 
@@ -353,7 +353,7 @@ def test_no_thinking_on_a_server_that_cannot_continue_hides_it(
 def test_samples_on_a_server_are_concurrent_requests_and_vote(
     replay: list[ReplayServer],
 ) -> None:
-    from r1chat.samples import ask_many
+    from r1chat.many import ask_many
 
     def reply(boxed: str) -> Reply:
         return Reply(

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from cli_support import run_cli
 from servers import Server, free_port, start_llama_cpp_server
 from tiny_models import SCRIPT_ANSWER, SCRIPT_THINKING
 
+from r1chat.engines.remote import RemoteEngine
 from r1chat.errors import R1ChatError
 from r1chat.reasoning import ReasoningParams, ThinkingControl
-from r1chat.remote import RemoteEngine
 from r1chat.sampling import SamplingParams
 from r1chat.turn import Delta, Turn, TurnDone, run_turn
 

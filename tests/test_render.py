@@ -10,9 +10,9 @@ import json
 
 from rich.console import Console
 
-from r1chat.engine import SamplingParams
-from r1chat.render import JsonRenderer, PlainRenderer, TerminalRenderer
-from r1chat.scripted import ScriptedEngine
+from r1chat.engines.scripted import ScriptedEngine
+from r1chat.render import JsonRenderer, PlainRenderer, Renderer, TerminalRenderer
+from r1chat.sampling import SamplingParams
 from r1chat.turn import Delta, TurnDone, run_turn
 
 HOSTILE = (
@@ -22,7 +22,7 @@ HOSTILE = (
 )
 
 
-def drive(renderer) -> None:
+def drive(renderer: Renderer) -> None:
     engine = ScriptedEngine(HOSTILE)
     for ev in run_turn(engine, [], "q", SamplingParams()):
         if isinstance(ev, Delta):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_cli
+from cli_support import run_cli
 
 from r1chat.history import HistoryStore
 

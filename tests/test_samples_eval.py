@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import run_cli, user_env
+from cli_support import run_cli, user_env
 from tiny_models import SCRIPT_ANSWER
 
 from r1chat.history import HistoryStore

@@ -14,7 +14,10 @@ models are 2 layers of width 64, so they load in well under a second and decode 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +198,58 @@ def loop_pairs(
 
 def load_meta() -> dict:
     return read_header(header_part(), keep_arrays=True, check_size=False).metadata
+
+
+MODELS = Path(__file__).parent / ".models"
+
+
+@contextlib.contextmanager
+def _models_lock() -> Iterator[None]:
+    """One builder at a time: parallel test workers (pytest-xdist) wait for the first one."""
+    MODELS.mkdir(exist_ok=True)
+    with open(MODELS / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build_models() -> dict[str, Path]:
+    """The tiny models, built once per checkout (tests/.models, stamped with BUILD_VERSION)."""
+    with _models_lock():
+        return _build_models_now()
+
+
+def _build_models_now() -> dict[str, Path]:
+    stamp = MODELS / f"v{BUILD_VERSION}"
+    noise = MODELS / "tiny-r1-noise.gguf"
+    scripted = MODELS / "tiny-r1-scripted.gguf"
+    looping = MODELS / "tiny-r1-loop.gguf"
+    built = {"noise": noise, "scripted": scripted, "loop": looping}
+    if stamp.exists() and all(p.exists() for p in built.values()):
+        return built
+    meta = load_meta()
+    build_noise(noise, meta)
+    from r1chat.engines.llama import LlamaEngine, LoadOptions
+
+    eng = LlamaEngine(noise, LoadOptions(n_ctx=256))
+    newline = eng.tokenize("\n")
+    script = [*newline, *eng.tokenize(SCRIPT_TEXT), eng.eos_id]
+    # A server whose template does not open the thinking (llama_cpp.server's) ends the prompt
+    # at the assistant tag: the model opens it itself, as R1 does.
+    opening = [*eng.tokenize("<｜Assistant｜>"), *eng.tokenize("<think>"), *newline]
+    closing = eng.tokenize("</think>\n\n")
+    pairs = loop_pairs(
+        eng.tokenize(LOOP_THINKING),
+        newline[0],
+        closing[-1],
+        eng.tokenize(LOOP_ANSWER),
+        eng.eos_id,
+    )
+    eng.close()
+    build_scripted(scripted, meta, script, opening=opening)
+    pairs += list(itertools.pairwise(opening))
+    build_bigrams(looping, meta, pairs, "tiny-r1-loop")
+    stamp.touch()
+    return built

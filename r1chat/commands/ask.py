@@ -18,6 +18,7 @@ from r1chat.commands.options import (
     GpuOpt,
     MaxTokOpt,
     ModelOpt,
+    SamplesOpt,
     SeedOpt,
     TempOpt,
     ThinkBudgetOpt,
@@ -27,12 +28,11 @@ from r1chat.commands.options import (
 from r1chat.commands.spinner import load_with_spinner
 from r1chat.errors import R1ChatError
 from r1chat.interrupts import Interrupts, handled
-from r1chat.sampling import limit
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
     from r1chat.conversation import Conversation
-    from r1chat.engine import Engine
+    from r1chat.engines.base import Engine
 
 
 def ask(
@@ -80,15 +80,7 @@ def ask(
             help="Attach a text file to the question (repeatable; - is stdin)",
         ),
     ] = None,
-    samples: Annotated[
-        int,
-        typer.Option(
-            "--samples",
-            "-k",
-            **limit("samples"),
-            help="Sample k replies at once and vote over their \\boxed{} answers",
-        ),
-    ] = 1,
+    samples: SamplesOpt = None,
     retry: Annotated[
         bool,
         typer.Option(
@@ -127,6 +119,7 @@ def ask(
             seed=seed,
             think_budget=think_budget,
             think_min=think_min,
+            samples=samples,
         )
         settings.check_reasoning()
         from r1chat.commands.process import stdout_closed
@@ -140,6 +133,8 @@ def ask(
         if retry:
             if question or piped or attached or preset:
                 raise R1ChatError("--retry asks the last question again: give no new one", 2)
+            if (samples or 1) > 1:
+                raise R1ChatError("--samples and --retry do not go together", 2)
             chat, text = open_retry(latest=continue_, conv_id=conversation, save=not no_save)
         else:
             text = with_attachments(build_question(question, piped, preset), attached)
@@ -149,17 +144,16 @@ def ask(
             engine = load_with_spinner(settings, quiet=json_out, stop=stop)
             if attached:
                 note_attachments(engine, attached, quiet=json_out)
-            if samples > 1:
+            if settings.samples > 1 and not retry:
                 from r1chat.commands.ask_many import run_samples
 
-                if retry:
-                    raise R1ChatError("--samples and --retry do not go together", 2)
                 code = run_samples(
                     engine,
                     settings,
                     text,
-                    samples,
+                    settings.samples,
                     json_out=json_out,
+                    print_stats=stats,
                     chat=chat,
                     stop=stop,
                     attachments=[a.record() for a in attached],

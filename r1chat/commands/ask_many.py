@@ -14,25 +14,24 @@ from typing import TYPE_CHECKING, Any
 from r1chat.sanitize import safe_json, sanitize
 
 if TYPE_CHECKING:
-    from r1chat.batch import SampleProgress
     from r1chat.config import Settings
     from r1chat.conversation import Conversation
-    from r1chat.engine import Engine
+    from r1chat.engines.base import Engine
     from r1chat.interrupts import Interrupts
-    from r1chat.samples import Samples
+    from r1chat.many import SampleProgress, Samples
 
 REFRESH_S = 1 / 8
 
 
 class LiveLines:
-    """The samples' lines (r1chat.samples.SampleMeter) on stderr, redrawn a few times a second
+    """The samples' lines (r1chat.many.SampleMeter) on stderr, redrawn a few times a second
     (progress comes once per token)."""
 
     def __init__(self, k: int) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        from r1chat.samples import SampleMeter
+        from r1chat.many import SampleMeter
 
         self.meter = SampleMeter(k)
         self.console = Console(stderr=True, highlight=False)
@@ -64,61 +63,86 @@ def run_samples(
     k: int,
     *,
     json_out: bool,
+    print_stats: bool,
     chat: Conversation,
     stop: Interrupts,
     attachments: list[dict[str, Any]] | None = None,
 ) -> int:
-    from r1chat.prompts import ChatMessage
-    from r1chat.samples import ask_many
+    """k replies through `Conversation.ask_samples` (which saves them), then the vote."""
+    from r1chat.many import SampleEvent, SamplesDone, progress
+    from r1chat.turn import ContextTrimmed, LoopNoticed
 
     live = LiveLines(k) if not json_out and sys.stdout.isatty() and sys.stderr.isatty() else None
-    messages = [*chat.history(), ChatMessage("user", question)]
+    result: Samples | None = None
+    loops: set[int] = set()
     with stop.deferred() as cancel:
         try:
-            result = ask_many(
+            for ev in chat.ask_samples(
                 engine,
-                messages,
+                question,
                 settings.sampling_params(),
                 k,
                 cancel=cancel,
-                on_progress=live.progress if live else None,
-            )
+                reasoning=settings.reasoning_params(),
+                attachments=attachments,
+                ctx_tokens=settings.ctx,
+            ):
+                if isinstance(ev, SampleEvent):
+                    if live is not None:
+                        progress(ev, live.progress)
+                    if isinstance(ev.event, LoopNoticed):
+                        loops.add(ev.index + 1)
+                elif isinstance(ev, SamplesDone):
+                    result = ev.samples
+                elif isinstance(ev, ContextTrimmed):
+                    sys.stderr.write(f"r1chat: {ev.note}\n")
         finally:
             if live is not None:
                 live.close()
-        save(chat, question, engine.info.name, result, attachments)
-    if json_out:
-        sys.stdout.write(safe_json(as_json(question, engine.info.name, result), indent=None) + "\n")
+    assert result is not None
+    if loops:
+        which = ", ".join(str(i) for i in sorted(loops))
+        sys.stderr.write(f"r1chat: note: the thinking of sample {which} repeats itself\n")
+    if not result.samples:
+        sys.stderr.write("r1chat: stopped before any sample began\n")
+    elif json_out:
+        sys.stdout.write(safe_json(as_json(result), indent=None) + "\n")
     elif live is not None:
         show(result, math=settings.math == "unicode")
     else:
         sys.stdout.write(result.chosen().answer.rstrip("\n") + "\n")
     sys.stdout.flush()
+    if print_stats and result.samples:
+        sys.stderr.write(stats_line(result) + "\n")
     return stop.exit_code
 
 
-def save(
-    chat: Conversation,
-    question: str,
-    model: str,
-    result: Samples,
-    attachments: list[dict[str, Any]] | None,
-) -> None:
-    chosen = result.chosen().index
-    replies = result.replies()
-    chat.save_samples(question, model, replies, chosen, attachments)
+def stats_line(result: Samples) -> str:
+    s = result.stats
+    thinking = sum(x.thinking_tokens for x in result.samples)
+    parts = [
+        f"{s.k} samples ({s.together})",
+        f"prompt {s.prompt_tokens} tok",
+        f"thinking {thinking} tok",
+        f"{s.completion_tokens} tok in all",
+        f"ttft {s.ttft_s:.2f} s",
+        f"{s.decode_tok_s:.1f} tok/s together",
+        f"{s.total_s:.2f} s",
+    ]
+    ended = [x.thinking_ended for x in result.samples if x.thinking_ended not in (None, "model")]
+    if ended:
+        parts.append("thinking ended by " + ", ".join(str(e) for e in ended))
+    return " · ".join(parts)
 
 
-def as_json(question: str, model: str, result: Samples) -> dict[str, Any]:
+def as_json(result: Samples) -> dict[str, Any]:
     from dataclasses import asdict
 
     chosen = result.chosen()
     return {
-        "question": question,
-        "model": model,
-        "samples": [
-            {**asdict(s), "completion_tokens": s.completion_tokens} for s in result.samples
-        ],
+        "question": result.question,
+        "model": result.model,
+        "samples": [s.to_dict() for s in result.samples],
         "vote": {"answer": result.vote.answer, "count": result.vote.count, "of": result.vote.of},
         "chosen": chosen.index,
         "answer": chosen.answer,
@@ -130,13 +154,16 @@ def as_json(question: str, model: str, result: Samples) -> dict[str, Any]:
 def show(result: Samples, *, math: bool) -> None:
     from rich.console import Console
 
+    from r1chat.endings import thinking_note
     from r1chat.markdown import markdown_segments
 
     console = Console(highlight=False)
     for s in result.samples:
         got = sanitize(s.boxed) if s.boxed is not None else f"no answer ({s.finish_reason})"
+        how = thinking_note(s.thinking_ended)
         console.print(
-            f"  sample {s.index + 1:>2}  {s.thinking_tokens:>6,} thinking tokens  {got}",
+            f"  sample {s.index + 1:>2}  {s.thinking_tokens:>6,} thinking tokens  {got}"
+            + (f"  ({how})" if how else ""),
             markup=False,
         )
     console.print()

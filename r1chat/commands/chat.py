@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -24,7 +28,9 @@ from r1chat.errors import R1ChatError
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
+    from r1chat.engines.base import Engine
     from r1chat.history import HistoryStore
+    from r1chat.tui.app import EngineFactory, R1ChatApp
 
 
 def _version(value: bool) -> None:
@@ -88,51 +94,23 @@ def chat(
 
 
 def run_app(settings: Settings, resume: int | None = None, continue_latest: bool = False) -> None:
-    """Show the app at once; the model loads in a worker thread meanwhile.
-
-    Resuming needs the history: a store that cannot be opened, or an unknown id, raises
-    R1ChatError before the app starts. Otherwise a store error is shown in the app.
-    """
-    from r1chat.history import HistoryStore
+    """Show the app at once; the model loads in a worker thread meanwhile."""
     from r1chat.loading import load_engine
-    from r1chat.tui.app import R1ChatApp
-
-    store: HistoryStore | None = None
-    error: R1ChatError | None = None
-    try:
-        store = HistoryStore.open()
-    except R1ChatError as e:
-        if resume is not None or continue_latest:
-            raise
-        error = e
-    if store is not None and resume is not None:
-        try:
-            store.get_conversation(resume)
-        except R1ChatError:
-            store.close()
-            raise
-
-    def failed() -> HistoryStore:
-        assert error is not None
-        raise error
-
-    app = R1ChatApp(
-        settings,
-        engine_factory=lambda report: load_engine(
-            settings, on_download=report.download, on_note=report.note, cancel=report.cancel
-        ),
-        store=store,
-        open_store=failed,
-        resume=resume,
-        continue_latest=continue_latest,
-    )
     from r1chat.tui import input_filter
     from r1chat.tui.terminal_guard import guard_terminal
 
+    app, store = build_app(
+        settings,
+        resume=resume,
+        continue_latest=continue_latest,
+        engine_factory=lambda report: load_engine(
+            settings, on_download=report.download, on_note=report.note, cancel=report.cancel
+        ),
+    )
     input_filter.install()
     release_terminal = guard_terminal()
     try:
-        app.run()
+        asyncio.run(_run(app, store))
         release_terminal()
     finally:
         app.chat.abandon()
@@ -140,3 +118,74 @@ def run_app(settings: Settings, resume: int | None = None, continue_latest: bool
             app.engine.close()
         if store is not None:
             store.close()
+
+
+def build_app(
+    settings: Settings,
+    *,
+    resume: int | None = None,
+    continue_latest: bool = False,
+    engine: Engine | None = None,
+    engine_factory: EngineFactory | None = None,
+) -> tuple[R1ChatApp, HistoryStore | None]:
+    """The app and the history file it saves to, which the caller closes after the app.
+
+    This command owns what outlives the app: the history file and the signals. Resuming needs
+    the history: a store that cannot be opened, or an unknown id, raises R1ChatError before the
+    app starts. Otherwise a store error is shown in the app and the chat goes on unsaved; the
+    file is never replaced.
+    """
+    from r1chat.conversation import Chats
+    from r1chat.history import HistoryStore
+    from r1chat.tui.app import R1ChatApp
+
+    store: HistoryStore | None = None
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+    try:
+        store = HistoryStore.open()
+    except R1ChatError as e:
+        if resume is not None or continue_latest:
+            raise
+        error = str(e)
+    try:
+        if store is not None and resume is not None:
+            store.get_conversation(resume)
+        if store is not None and continue_latest:
+            resume = store.latest_conversation_id()
+            if resume is None:
+                notes = ("No conversation to continue yet: this is a new one.",)
+    except R1ChatError:
+        if store is not None:
+            store.close()
+        raise
+    app = R1ChatApp(
+        settings,
+        engine=engine,
+        engine_factory=engine_factory,
+        chats=Chats(store),
+        history_error=error,
+        resume=resume,
+        notes=notes,
+    )
+    return app, store
+
+
+async def _run(app: R1ChatApp, store: HistoryStore | None) -> None:
+    """The app, with SIGTERM closing it as Ctrl+Q does (the reply so far saved, the terminal
+    restored) and SIGHUP (the terminal is gone) saving and leaving without drawing: Textual,
+    writing its goodbye to a hung-up terminal, never finished. By default both killed the
+    process, losing the reply."""
+
+    def hang_up() -> None:
+        app.load_report.cancel.set()
+        app.chat.abandon()
+        if store is not None:
+            store.close()
+        os._exit(128 + signal.SIGHUP)
+
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, app.exit)
+        loop.add_signal_handler(signal.SIGHUP, hang_up)
+    await app.run_async()

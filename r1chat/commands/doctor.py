@@ -18,10 +18,28 @@ import typer
 
 Status = Literal["ok", "warn", "fail"]
 
-LLAMA_PIN = "0.3.36"
+
+def llama_pin() -> str | None:
+    """The llama-cpp-python release r1chat pins (pyproject.toml, the one place it is set), as
+    the installed package's metadata says; None when r1chat runs uninstalled."""
+    import importlib.metadata
+    import re
+
+    try:
+        requires = importlib.metadata.requires("r1chat") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for req in requires:
+        m = re.fullmatch(r"llama-cpp-python\s*==\s*([\w.]+)", req.strip())
+        if m:
+            return m.group(1)
+    return None
+
+
+LLAMA_PIN = llama_pin()
 REINSTALL = (
     'CMAKE_ARGS="{flag}" pip install --force-reinstall --no-cache-dir'
-    f" llama-cpp-python=={LLAMA_PIN}"
+    f" llama-cpp-python{'==' + LLAMA_PIN if LLAMA_PIN else ''}"
 )
 PACKAGES = (
     "llama-cpp-python",
@@ -64,7 +82,7 @@ def check_packages() -> Check:
     from r1chat.hardware import package_version
 
     llama = package_version("llama-cpp-python")
-    if llama != LLAMA_PIN:
+    if LLAMA_PIN is not None and llama != LLAMA_PIN:
         return Check(
             "packages",
             "warn",
@@ -204,7 +222,7 @@ def check_model(load: bool = True) -> Check:
         )
     if not load:
         return Check("model", "ok", f"{ref}: {path} ({header.architecture}); loading skipped")
-    from r1chat.engine import LlamaEngine, LoadOptions
+    from r1chat.engines.llama import LlamaEngine, LoadOptions
     from r1chat.hardware import plan_load
 
     try:
@@ -249,8 +267,8 @@ def check_server() -> Check | None:
         return None
     if not settings.api_base:
         return None
+    from r1chat.engines.remote import host_of, normalize_base
     from r1chat.loading import load_remote
-    from r1chat.remote import host_of, normalize_base
 
     try:
         where = host_of(normalize_base(settings.api_base))

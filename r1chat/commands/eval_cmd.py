@@ -11,15 +11,24 @@ from typing import Annotated, Any
 import typer
 
 from r1chat.commands.errors import user_errors
-from r1chat.commands.options import ApiBaseOpt, MaxTokOpt, ModelOpt, SeedOpt, TempOpt
-from r1chat.sampling import limit
+from r1chat.commands.options import (
+    ApiBaseOpt,
+    CtxOpt,
+    GpuOpt,
+    MaxTokOpt,
+    ModelOpt,
+    SamplesOpt,
+    SeedOpt,
+    TempOpt,
+    ThinkBudgetOpt,
+    ThinkMinOpt,
+    TopPOpt,
+)
 
 
 def eval_cmd(
     file: Annotated[Path, typer.Argument(help='JSONL: one {"problem", "answer"} per line')],
-    samples: Annotated[
-        int, typer.Option("--samples", "-k", help="Samples per problem", **limit("samples"))
-    ] = 1,
+    samples: SamplesOpt = None,
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=1, help="The first N problems only")
     ] = None,
@@ -31,11 +40,19 @@ def eval_cmd(
         typer.Option("--out", "-o", help="Results, one line per problem; a rerun goes on"),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    stats: Annotated[
+        bool, typer.Option("--stats", help="Print each problem's figures to stderr")
+    ] = False,
     model: ModelOpt = None,
     api_base: ApiBaseOpt = None,
     max_tokens: MaxTokOpt = None,
     temperature: TempOpt = None,
+    top_p: TopPOpt = None,
+    ctx: CtxOpt = None,
+    gpu_layers: GpuOpt = None,
     seed: SeedOpt = None,
+    think_budget: ThinkBudgetOpt = None,
+    think_min: ThinkMinOpt = None,
 ) -> None:
     """Grade the model on problems with known answers: pass@1, maj@k, thinking tokens, speed."""
     from r1chat.commands.spinner import load_with_spinner
@@ -53,8 +70,16 @@ def eval_cmd(
             api_base=api_base,
             max_tokens=max_tokens,
             temperature=temperature,
+            top_p=top_p,
+            ctx=ctx,
+            gpu_layers=gpu_layers,
             seed=seed,
+            think_budget=think_budget,
+            think_min=think_min,
+            samples=samples,
         )
+        settings.check_reasoning()
+        k = settings.samples
         problems = load_problems(file, limit)
         done = load_done(out)
         todo = sum(p.id not in done for p in problems)
@@ -68,6 +93,8 @@ def eval_cmd(
                 if sink is not None:
                     sink.write(r.to_json() + "\n")
                     sink.flush()  # a stop keeps every problem finished
+                if stats:
+                    sys.stderr.write(_stats_line(r) + "\n")
 
             bar = _Bar(len(problems), len(problems) - todo, quiet=json_out)
             with stop.deferred() as cancel:
@@ -75,8 +102,7 @@ def eval_cmd(
                     for r in run(
                         engine,
                         problems,
-                        settings.sampling_params(),
-                        samples,
+                        settings,
                         None if preset == "none" else preset,
                         done=done,
                         cancel=cancel,
@@ -88,10 +114,10 @@ def eval_cmd(
                     bar.close()
                     if sink is not None:
                         sink.close()
-            report = summary(results, samples, time.perf_counter() - t0)
+            report = summary(results, k, time.perf_counter() - t0)
             if len(results) < len(problems):
                 report["stopped"] = True
-            _print(report, samples, json_out)
+            _print(report, k, json_out)
             code = stop.exit_code
     raise typer.Exit(code)
 
@@ -125,6 +151,18 @@ class _Bar:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+def _stats_line(r: Any) -> str:
+    from r1chat.sanitize import sanitize
+
+    right = sum(r.correct)
+    return (
+        f"problem {sanitize(r.id)}: {right} of {len(r.correct)} right"
+        f" · vote {sanitize(str(r.vote))}"
+        f" ({'right' if r.vote_correct else 'wrong'}) · thinking {sum(r.thinking_tokens):,} tok"
+        f" · {r.tokens:,} tok in {r.seconds:.1f} s · " + ", ".join(sorted(set(r.finish)))
+    )
 
 
 def _print(report: dict[str, Any], k: int, json_out: bool) -> None:

@@ -23,7 +23,7 @@ from r1chat.endings import finish_note, thinking_note
 from r1chat.sanitize import safe_json
 
 if TYPE_CHECKING:
-    from r1chat.history import Conversation, HistoryStore, Message
+    from r1chat.history import ConversationSummary, HistoryStore, Message
 
 history_app = sub_app("List, show, search, export, rename and delete saved conversations.")
 
@@ -90,7 +90,11 @@ def list_cmd(
 
 
 def render_text(
-    conv: Conversation, messages: list[Message], *, think: bool, on_branch: set[int] | None = None
+    conv: ConversationSummary,
+    messages: list[Message],
+    *,
+    think: bool,
+    on_branch: set[int] | None = None,
 ) -> str:
     """A conversation for reading in a terminal: thinking indented under a bar; messages off
     the branch shown (when `on_branch` is given) are marked as such."""

@@ -82,3 +82,16 @@ SeedOpt = Annotated[
     int | None,
     typer.Option("--seed", help="Fixed seed (default: fresh per request)", **limit("seed")),
 ]
+SamplesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--samples",
+        "-k",
+        help="Sample k replies at once and vote over their \\boxed{} answers (1)"
+        " [env R1CHAT_SAMPLES]",
+        **limit("samples"),
+    ),
+]
+TopKOpt = Annotated[
+    int | None, typer.Option("--top-k", help=f"Top-k cut ({_D.top_k})", **limit("top_k"))
+]

@@ -12,7 +12,7 @@ from r1chat.interrupts import Interrupted, Interrupts
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
-    from r1chat.engine import Engine
+    from r1chat.engines.base import Engine
 
 
 def load_with_spinner(settings: Settings, *, quiet: bool, stop: Interrupts) -> Engine:

@@ -1,8 +1,11 @@
-"""Small modal dialogs: a yes/no confirmation and a one-line text prompt (renaming)."""
+"""Small modal dialogs: a yes/no confirmation, a one-line text prompt (renaming, a budget, the
+number of samples) and a file picker."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -11,6 +14,17 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
+
+from r1chat.errors import R1ChatError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entered(Generic[T]):
+    """What a prompt dialog gave back, checked (None is a value too: "no budget")."""
+
+    value: T
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -43,26 +57,40 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class TextPromptScreen(ModalScreen[str | None]):
-    """Asks for one line of text; Enter gives it back, Esc gives None."""
+class TextPromptScreen(ModalScreen[Entered[Any] | None]):
+    """Asks for one line of text; Enter gives it back through `check` (which turns it into a
+    value, or raises R1ChatError: the dialog stays and shows why), Esc gives None."""
 
     AUTO_FOCUS = "#dialog-input"
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, label: str, value: str = "") -> None:
+    def __init__(
+        self, label: str, value: str = "", check: Callable[[str], Any] | None = None
+    ) -> None:
         super().__init__(classes="dialog-screen")
         self.label = label
         self.value = value
+        self.check = check or (lambda text: text)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(Content(self.label), classes="dialog-text", markup=False)
             yield Input(self.value, id="dialog-input")
+            error = Static("", classes="dialog-error", markup=False)
+            error.display = False
+            yield error
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value)
+        try:
+            value = self.check(event.value)
+        except R1ChatError as e:
+            error = self.query_one(".dialog-error", Static)
+            error.update(Content(str(e)))
+            error.display = True
+            return
+        self.dismiss(Entered(value))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from r1chat.tui.commands import COMMANDS
+from r1chat.tui.palette import COMMANDS
 
 EXTRA_KEYS = (
     ("Ctrl+P", "Command palette"),

@@ -1,7 +1,8 @@
 """The app's life as messages, posted where things happen (often a worker thread) and handled
-with `@on` where they matter: the model loaded or failed, a turn started, finished or failed.
+where they matter: the model loaded or failed; a question saved; a reply or k samples finished,
+or the turn failed.
 
-Tests watch them through `run_test(message_hook=...)`.
+Tests wait on them through `run_test(message_hook=...)` (tests/tui/tui_support.Events).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from r1chat.engine import Engine
+    from r1chat.engines.base import Engine
     from r1chat.errors import R1ChatError
-    from r1chat.samples import Samples
+    from r1chat.many import Samples
     from r1chat.turn import ThinkingEnded, TurnResult
 
 
@@ -58,7 +59,7 @@ class ThinkingLoops(Message):
     """The thinking repeats itself (on_loop = "warn": it goes on)."""
 
 
-class ContextTrimmed(Message):
+class OlderTurnsLeftOut(Message):
     """The oldest turns are left out of what the model is sent (`note` says so)."""
 
     def __init__(self, note: str) -> None:
@@ -66,7 +67,7 @@ class ContextTrimmed(Message):
         self.note = note
 
 
-class TurnStarted(Message):
+class QuestionAsked(Message):
     """The engine accepted the question, and it is saved (when the history is on)."""
 
     def __init__(self, prompt_tokens: int | None, conversation_id: int | None) -> None:
@@ -113,8 +114,9 @@ class Meter(Message):
 
 
 class SamplesFinished(Message):
-    """The samples of a question ended (finished or stopped), with their vote."""
+    """The samples of a question ended (finished or stopped), with their vote, and are
+    saved."""
 
-    def __init__(self, result: Samples) -> None:
+    def __init__(self, samples: Samples) -> None:
         super().__init__()
-        self.result = result
+        self.samples = samples

@@ -67,3 +67,23 @@ def saved_thinking_title(stopped: bool, n_tokens: int, ended: str | None = None)
     title = f"{verb} · {tokens(n_tokens)}" if n_tokens else verb
     how = thinking_note(ended)
     return f"{title} · {how}" if how else title
+
+
+def load_failure(error: BaseException) -> tuple[str, str]:
+    """(what failed, the note to show) for a model that could not be loaded."""
+    from r1chat.errors import R1ChatError
+    from r1chat.sanitize import sanitize
+
+    if isinstance(error, R1ChatError):
+        what = sanitize(str(error))
+        todo = (
+            "Fix the model setting (r1chat --model PATH_OR_ALIAS, or `model` in the "
+            "config file) and start r1chat again. Ctrl+Q quits."
+        )
+    else:
+        what = sanitize(f"{type(error).__name__}: {error}")
+        todo = (
+            "This looks like a bug. Run `R1CHAT_LOG=1 r1chat` to see llama.cpp's log, "
+            "or try `r1chat ask` with the same model. Ctrl+Q quits."
+        )
+    return what, f"Could not load the model: {what}\n{todo}"

@@ -9,9 +9,9 @@ from textual.geometry import Region
 from tui_support import ANSWER, REPLY, THINKING, FrozenClock, GatedEngine, wait_until
 
 from r1chat.config import Settings
+from r1chat.engines.scripted import ScriptedEngine, split_pieces
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage, apply_preset
-from r1chat.scripted import ScriptedEngine, split_pieces
 from r1chat.tui.app import R1ChatApp
 from r1chat.tui.widgets.answer import AnswerView, MarkdownPart
 from r1chat.tui.widgets.message import ThinkingPane, ThinkingText, TurnView
@@ -195,7 +195,7 @@ async def test_preset_wraps_the_next_question() -> None:
         await wait_until(lambda: idle(app), pilot)
         assert engine.requests[0][-1].content == apply_preset("2+2?", "math")
         await pilot.press("f2")
-        assert app.preset is None
+        assert app.prompt.preset is None
 
 
 async def test_copy_answer_and_last_code_block() -> None:
@@ -320,7 +320,7 @@ async def test_command_palette_runs_actions() -> None:
         first = app.screen.query_one(CommandList).get_option_at_index(0)
         assert "Preset: logic" in str(first.prompt)
         await pilot.press("enter")
-        await wait_until(lambda: app.preset == "logic", pilot, timeout=5)
+        await wait_until(lambda: app.prompt.preset == "logic", pilot, timeout=5)
 
 
 async def test_f1_shows_the_keys() -> None:

@@ -8,20 +8,18 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import pytest
-from terminal import TMUX, Terminal
+from terminal import Terminal
 from test_tui_tmux import LOADED, SIZE, app_env, saved, wait_until
 from textual.widgets import DirectoryTree
 from tui_support import wait_until as pilot_wait
 
-from r1chat.scripted import ScriptedEngine
+from r1chat.engines.scripted import ScriptedEngine
 from r1chat.tui.app import R1ChatApp
 from r1chat.tui.dialogs import FilePickerScreen
 
 
-@pytest.mark.skipif(not Path(TMUX).exists(), reason="tmux is not installed")
 def test_a_file_attached_by_path_goes_with_the_question(
-    scripted_model: Path, tmp_path: Path
+    scripted_model: Path, tmp_path: Path, tmux: str
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -65,11 +63,11 @@ async def test_a_file_picked_in_the_tree_is_attached(tmp_path: Path) -> None:
         node = listed()
         assert node is not None
         tree.select_node(node)  # type: ignore[arg-type]
-        await pilot_wait(lambda: app.attached, pilot)
-        assert app.attached[0].text == "print(1)\n"
+        await pilot_wait(lambda: app.prompt.attached, pilot)
+        assert app.prompt.attached[0][0].text == "print(1)\n"
         assert "attached: a.py (" in str(app.prompt.border_subtitle)
         app.prompt.insert("Explain")
         await pilot.press("enter")
         await pilot_wait(lambda: engine.requests and not app.chat.busy, pilot)
         assert engine.requests[0][-1].content.endswith("a.py:\n```python\nprint(1)\n```")
-        assert app.attached == [] and not app.prompt.border_subtitle
+        assert app.prompt.attached == () and not app.prompt.border_subtitle

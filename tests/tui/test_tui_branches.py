@@ -8,9 +8,10 @@ from pathlib import Path
 
 from tui_support import wait_until
 
+from r1chat.conversation import Chats
+from r1chat.engines.scripted import ScriptedEngine
 from r1chat.history import HistoryStore
 from r1chat.prompts import ChatMessage
-from r1chat.scripted import ScriptedEngine
 from r1chat.tui.app import R1ChatApp
 from r1chat.tui.widgets.message import TurnView
 
@@ -36,14 +37,16 @@ def label(app: R1ChatApp) -> str:
 async def test_regenerate_keeps_alternatives_and_the_shown_one_goes_on(tmp_path: Path) -> None:
     store = HistoryStore.open(tmp_path / "history.sqlite3")
     engine = numbered()
-    app = R1ChatApp(engine=engine, store=store)
+    app = R1ChatApp(engine=engine, chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         app.prompt.insert("What is 2+2?")
         await pilot.press("enter")
         await wait_until(lambda: app.chat.conversation.exchanges and not app.chat.busy, pilot)
         assert label(app) == ""
         await pilot.press("ctrl+r")
-        await wait_until(lambda: not app.chat.busy and len(app.chat.alternatives) == 2, pilot)
+        await wait_until(
+            lambda: not app.chat.busy and len(app.chat.conversation.alternatives) == 2, pilot
+        )
         assert app.query(TurnView).last().answer == "Answer 2."
         assert label(app).startswith("‹ 2/2 ›")
         assert len(app.query(TurnView)) == 1
@@ -76,7 +79,7 @@ async def test_a_reopened_conversation_shows_its_alternatives(tmp_path: Path) ->
     q = store.add_user_message(cid, "q")
     store.add_assistant_message(cid, "first", parent_id=q)
     store.add_assistant_message(cid, "second", parent_id=q, activate=True)
-    app = R1ChatApp(engine=numbered(), store=store, resume=cid)
+    app = R1ChatApp(engine=numbered(), chats=Chats(store), resume=cid)
     async with app.run_test(size=WIDE) as pilot:
         await wait_until(lambda: app.query(TurnView), pilot)
         await wait_until(lambda: app.query(TurnView).last().answer == "second", pilot)
@@ -90,19 +93,17 @@ async def test_a_reopened_conversation_shows_its_alternatives(tmp_path: Path) ->
 async def test_an_edited_question_forks_and_the_old_branch_comes_back(tmp_path: Path) -> None:
     store = HistoryStore.open(tmp_path / "history.sqlite3")
     engine = numbered()
-    app = R1ChatApp(engine=engine, store=store)
+    app = R1ChatApp(engine=engine, chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         for question in ("one?", "two?"):
             app.prompt.insert(question)
             await pilot.press("enter")
-            await wait_until(
-                lambda q=question: (
-                    app.chat.conversation.exchanges
-                    and app.chat.conversation.exchanges[-1][0] == q
-                    and not app.chat.busy
-                ),
-                pilot,
-            )  # type: ignore[misc]
+
+            def answered(q: str = question) -> bool:
+                exchanges = app.chat.conversation.exchanges
+                return bool(exchanges) and exchanges[-1][0] == q and not app.chat.busy
+
+            await wait_until(answered, pilot)
         await pilot.press("ctrl+up", "ctrl+up")  # the last question, then the one before
         assert app.prompt.text == "one?" and app.chat.editing == 0
         app.prompt.load_text("ONE?")
@@ -127,8 +128,8 @@ async def test_samples_in_the_app_vote_and_each_can_be_opened(tmp_path: Path) ->
     store = HistoryStore.open(tmp_path / "history.sqlite3")
     engine = numbered()  # "Answer 1.", "Answer 2.", …: three different answers
     boxed = iter(["4", "4.0", "5"])
-    engine._reply = lambda _m: f"Think.\n</think>\n\nSo $\\boxed{{{next(boxed)}}}$"  # type: ignore[attr-defined]
-    app = R1ChatApp(engine=engine, store=store)
+    engine._reply = lambda _m: f"Think.\n</think>\n\nSo $\\boxed{{{next(boxed)}}}$"
+    app = R1ChatApp(engine=engine, chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("f12")
         await pilot.pause()

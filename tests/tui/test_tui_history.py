@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input
 from tui_support import ANSWER, REPLY, THINKING, GatedEngine, wait_until
 
-from r1chat.commands.chat import run_app
+from r1chat.commands.chat import build_app, run_app
+from r1chat.config import Settings, paths
+from r1chat.conversation import Chats
+from r1chat.engines.scripted import ScriptedEngine
 from r1chat.errors import R1ChatError
 from r1chat.history import HistoryStore, title_from
 from r1chat.prompts import ChatMessage
-from r1chat.scripted import ScriptedEngine
 from r1chat.tui.app import R1ChatApp
 from r1chat.tui.dialogs import ConfirmScreen, TextPromptScreen
 from r1chat.tui.widgets.message import ThinkingText, TurnView
@@ -21,9 +24,9 @@ WIDE = (130, 40)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> HistoryStore:
+def store(tmp_path: Path) -> Iterator[HistoryStore]:
     with HistoryStore.open(tmp_path / "history.db") as s:
-        yield s  # type: ignore[misc]
+        yield s
 
 
 def idle(app: R1ChatApp) -> bool:
@@ -58,7 +61,7 @@ async def test_the_question_is_committed_before_the_reply_and_the_reply_after(
     store: HistoryStore,
 ) -> None:
     engine = GatedEngine(REPLY, pause_after=10)
-    app = R1ChatApp(engine=engine, store=store)
+    app = R1ChatApp(engine=engine, chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await ask(pilot, app, "Sum of 1 to 10?\nShow the steps.")
         await wait_until(engine.paused.is_set, pilot)
@@ -79,7 +82,7 @@ async def test_the_question_is_committed_before_the_reply_and_the_reply_after(
 
 async def test_a_reply_stopped_with_escape_is_saved_as_cancelled(store: HistoryStore) -> None:
     engine = GatedEngine(REPLY, pause_after=10)
-    app = R1ChatApp(engine=engine, store=store)
+    app = R1ChatApp(engine=engine, chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await ask(pilot, app, "q")
         await wait_until(engine.paused.is_set, pilot)
@@ -93,7 +96,7 @@ async def test_a_reply_stopped_with_escape_is_saved_as_cancelled(store: HistoryS
 
 
 async def test_a_second_turn_goes_into_the_same_conversation(store: HistoryStore) -> None:
-    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await ask(pilot, app, "first")
         await wait_until(lambda: idle(app), pilot)
@@ -112,7 +115,7 @@ async def test_opening_from_the_sidebar_continues_without_earlier_thinking(
     cid = saved(store, "old thinking", "old answer", "old question")
     saved(store, "x", "y", "another chat")
     engine = ScriptedEngine(REPLY)
-    app = R1ChatApp(engine=engine, store=store)
+    app = R1ChatApp(engine=engine, chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("ctrl+s")
         assert app.sidebar.is_open and app.focused is app.sidebar.conversations
@@ -141,7 +144,7 @@ async def test_opening_from_the_sidebar_continues_without_earlier_thinking(
 async def test_delete_asks_first_and_cancel_keeps_it(store: HistoryStore) -> None:
     keep = saved(store, "t", "a", "keep me")
     gone = saved(store, "t", "a", "delete me")
-    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("ctrl+s")
         assert titles(app)[0] == "delete me"
@@ -159,7 +162,7 @@ async def test_delete_asks_first_and_cancel_keeps_it(store: HistoryStore) -> Non
 
 
 async def test_deleting_the_open_conversation_starts_a_new_chat(store: HistoryStore) -> None:
-    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await ask(pilot, app, "doomed")
         await wait_until(lambda: idle(app), pilot)
@@ -174,7 +177,7 @@ async def test_deleting_the_open_conversation_starts_a_new_chat(store: HistorySt
 async def test_search_filters_the_list(store: HistoryStore) -> None:
     saved(store, "thinking about primes", "2, 3, 5", "primes below 10")
     saved(store, "thinking about rivers", "the Nile", "longest river")
-    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("ctrl+s")
         app.sidebar.search_box.focus()
@@ -191,7 +194,7 @@ async def test_search_filters_the_list(store: HistoryStore) -> None:
 
 async def test_rename_from_the_sidebar(store: HistoryStore) -> None:
     cid = saved(store, "t", "a", "old title")
-    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("ctrl+s", "r")
         assert isinstance(app.screen, TextPromptScreen)
@@ -205,7 +208,7 @@ async def test_rename_from_the_sidebar(store: HistoryStore) -> None:
 
 async def test_titles_are_text_not_markup(store: HistoryStore) -> None:
     saved(store, "t", "a", "[link=x]click[/link] \x1b[31mred [/]")
-    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store)
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("f5")
         assert titles(app) == ["[link=x]click[/link] red [/]"]
@@ -217,7 +220,7 @@ async def test_resume_by_id_shows_the_turns_and_sends_them_back(store: HistorySt
     cid = saved(store, "th", "a1", "q1", "q2")
     saved(store, "x", "y", "newer")
     engine = ScriptedEngine(REPLY)
-    app = R1ChatApp(engine=engine, store=store, resume=cid)
+    app = R1ChatApp(engine=engine, chats=Chats(store), resume=cid)
     async with app.run_test(size=WIDE) as pilot:
         await wait_until(lambda: len(app.query(TurnView)) == 2, pilot)
         assert all(v.folded for v in app.query(TurnView))
@@ -226,18 +229,34 @@ async def test_resume_by_id_shows_the_turns_and_sends_them_back(store: HistorySt
     assert [m.content for m in engine.requests[0]] == ["q1", "a1", "q2", "a1", "q3"]
 
 
-async def test_continue_opens_the_latest(store: HistoryStore) -> None:
-    saved(store, "x", "y", "older")
-    latest = saved(store, "x", "y", "latest")
-    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store, continue_latest=True)
+async def test_continue_opens_the_latest(_private_history: Path) -> None:
+    with HistoryStore.open() as store:
+        saved(store, "x", "y", "older")
+        latest = saved(store, "x", "y", "latest")
+    app, opened = build_app(Settings(), continue_latest=True, engine=ScriptedEngine(REPLY))
     async with app.run_test(size=WIDE) as pilot:
         await wait_until(lambda: app.query(TurnView), pilot)
         assert app.conversation_id == latest
         assert app.query(TurnView).first().question == "latest"
+    assert opened is not None
+    opened.close()
+
+
+async def test_continue_with_an_empty_history_says_so_and_starts_afresh(
+    _private_history: Path,
+) -> None:
+    app, opened = build_app(Settings(), continue_latest=True, engine=ScriptedEngine(REPLY))
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        notes = [str(n.content) for n in app.query(".note")]  # type: ignore[attr-defined]
+        assert any("No conversation to continue yet" in n for n in notes), notes
+        assert app.conversation_id is None
+    assert opened is not None
+    opened.close()
 
 
 async def test_resume_of_an_unknown_id_is_shown_and_the_chat_goes_on(store: HistoryStore) -> None:
-    app = R1ChatApp(engine=ScriptedEngine(REPLY), store=store, resume=99)
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store), resume=99)
     async with app.run_test(size=WIDE) as pilot:
         await pilot.pause()
         notes = [str(n.content) for n in app.query(".note.-error")]  # type: ignore[attr-defined]
@@ -248,17 +267,17 @@ async def test_resume_of_an_unknown_id_is_shown_and_the_chat_goes_on(store: Hist
 
 
 def test_run_app_refuses_an_unknown_id_before_starting(tmp_path: Path) -> None:
-    from r1chat.config import Settings
-
     with pytest.raises(R1ChatError, match="no conversation 42"):
         run_app(Settings(), resume=42)
 
 
-async def test_a_corrupt_history_is_reported_and_left_alone(tmp_path: Path) -> None:
-    bad = tmp_path / "history.db"
+async def test_a_corrupt_history_is_reported_and_left_alone(_private_history: Path) -> None:
+    _private_history.mkdir(parents=True, exist_ok=True)
+    bad = paths().history_db
     bad.write_bytes(b"not a database at all" * 10)
     before = bad.read_bytes()
-    app = R1ChatApp(engine=ScriptedEngine(REPLY), open_store=lambda: HistoryStore.open(bad))
+    app, opened = build_app(Settings(), engine=ScriptedEngine(REPLY))
+    assert opened is None
     async with app.run_test(size=WIDE) as pilot:
         note = app.query_one("#history-error")
         assert "not an SQLite database" in str(note.content)  # type: ignore[attr-defined]
@@ -271,12 +290,13 @@ async def test_a_corrupt_history_is_reported_and_left_alone(tmp_path: Path) -> N
 
 
 async def test_the_default_store_lives_under_r1chat_home(_private_history: Path) -> None:
-    app = R1ChatApp(engine=ScriptedEngine(REPLY))
+    app, opened = build_app(Settings(), engine=ScriptedEngine(REPLY))
     async with app.run_test(size=WIDE) as pilot:
         await ask(pilot, app, "where am I saved?")
         await wait_until(lambda: idle(app), pilot)
-        assert app.store is not None
-        path = app.store.path
+    assert opened is not None
+    path = opened.path
+    opened.close()
     assert path.is_relative_to(_private_history)
     with HistoryStore.open(path) as s:
         assert [c.title for c in s.list_conversations()] == ["where am I saved?"]
@@ -284,7 +304,7 @@ async def test_the_default_store_lives_under_r1chat_home(_private_history: Path)
 
 async def test_quitting_mid_reply_saves_what_came_as_stopped(store: HistoryStore) -> None:
     engine = GatedEngine(REPLY, pause_after=10)
-    app = R1ChatApp(engine=engine, store=store)
+    app = R1ChatApp(engine=engine, chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await ask(pilot, app, "q")
         await wait_until(engine.paused.is_set, pilot)
@@ -307,7 +327,7 @@ async def test_live_and_reloaded_conversations_send_the_model_the_same_text(
     reply = f"Thinking.\n</think>\n\n{answer}"
     question = "first \x1b[1mbold\x1b[0m question"
     live = ScriptedEngine(reply)
-    app = R1ChatApp(engine=live, store=store)
+    app = R1ChatApp(engine=live, chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await ask(pilot, app, question)
         await wait_until(lambda: idle(app), pilot)
@@ -318,7 +338,7 @@ async def test_live_and_reloaded_conversations_send_the_model_the_same_text(
         await wait_until(lambda: idle(app) and len(live.requests) == 2, pilot)
         cid = app.conversation_id
     reloaded = ScriptedEngine(reply)
-    app = R1ChatApp(engine=reloaded, store=store, resume=cid)
+    app = R1ChatApp(engine=reloaded, chats=Chats(store), resume=cid)
     async with app.run_test(size=WIDE) as pilot:
         await wait_until(lambda: app.query(TurnView), pilot)
         assert "\x1b" not in app.query(TurnView).first().answer

@@ -12,14 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from terminal import TMUX, Terminal
+from terminal import Terminal
 from test_tui_tmux import LOADED, SIZE, app_env, saved, wait_until
-
-pytestmark = pytest.mark.skipif(not Path(TMUX).exists(), reason="tmux is not installed")
 
 
 @pytest.fixture
-def noise_app(noise_model: Path, tmp_path: Path) -> Iterator[tuple[Terminal, Path]]:
+def noise_app(noise_model: Path, tmp_path: Path, tmux: str) -> Iterator[tuple[Terminal, Path]]:
     """The app on the noise model, whose replies never end by themselves."""
     home = tmp_path / "home"
     home.mkdir()
@@ -79,7 +77,7 @@ def test_fast_keys_while_a_reply_streams_keep_questions_apart(
 
 
 def test_the_terminal_is_given_back_when_the_app_is_killed(
-    noise_model: Path, tmp_path: Path
+    noise_model: Path, tmp_path: Path, tmux: str
 ) -> None:
     # Run from a shell, as a user does: when the app itself leads the terminal's session (the
     # pane's own program), its death hangs the terminal up and tmux may close the pane before

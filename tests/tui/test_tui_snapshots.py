@@ -11,8 +11,8 @@ from textual.widgets._footer import FooterKey
 from tui_support import REPLY, FrozenClock, GatedEngine, wait_until
 
 from r1chat.config import Settings
-from r1chat.engine import ModelInfo
-from r1chat.scripted import ScriptedEngine
+from r1chat.engines.base import ModelInfo
+from r1chat.engines.scripted import ScriptedEngine
 from r1chat.tui.app import R1ChatApp
 from r1chat.tui.widgets.message import TurnView
 
@@ -126,10 +126,12 @@ def test_a_reply_sampled_again_shows_its_alternatives(snap_compare) -> None:  # 
         await _ask(pilot)
         await _finish(pilot)
         await pilot.press("ctrl+r")
-        await wait_until(lambda: len(app.chat.alternatives) == 2 and not app.chat.busy, pilot)
+        await wait_until(
+            lambda: len(app.chat.conversation.alternatives) == 2 and not app.chat.busy, pilot
+        )
         await _finish(pilot)
         await pilot.press("alt+left")
-        await wait_until(lambda: app.chat.shown_alternative == 0, pilot)
+        await wait_until(lambda: app.chat.conversation.shown_alternative == 0, pilot)
         await _finish(pilot)
 
     assert snap_compare(app, terminal_size=(120, 30), run_before=before)

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import pytest
 from fake_hub import FakeHub
-from terminal import TMUX, Terminal
-
-pytestmark = pytest.mark.skipif(not Path(TMUX).exists(), reason="tmux is not installed")
+from terminal import Terminal
 
 SIZE = (150, 45)
 # The status line names the backend once the model has loaded (the model's name shows before).
@@ -100,7 +98,7 @@ def wait_until(cond: Callable[[], object], timeout: float, what: str) -> None:
 
 
 @pytest.fixture
-def app(scripted_model: Path, tmp_path: Path) -> Iterator[tuple[Terminal, Path]]:
+def app(scripted_model: Path, tmp_path: Path, tmux: str) -> Iterator[tuple[Terminal, Path]]:
     home = tmp_path / "home"
     home.mkdir()
     term = Terminal(f"{sys.executable} -m r1chat --model {scripted_model}", app_env(home), SIZE)
@@ -131,7 +129,11 @@ def test_bursts_of_keys_and_enter_after_loading_lose_nothing(app: tuple[Terminal
     for i in range(runs(50)):
         text = burst_text(BURST_SIZES[i % len(BURST_SIZES)], rng)
         term.send(text, "Enter")  # one tmux command: the text and Enter in one burst
-        wait_until(lambda i=i: len(saved(home)) == 2 * (i + 1), 60, f"reply {i + 1}")
+
+        def replied(n: int = 2 * (i + 1)) -> bool:
+            return len(saved(home)) == n
+
+        wait_until(replied, 60, f"reply {i + 1}")
         question = saved(home)[2 * i]
         assert question == ("user", text), f"run {i + 1}: sent {len(question[1])} of {len(text)}"
 
@@ -160,7 +162,7 @@ def slow_hub(noise_model: Path, scripted_model: Path) -> Iterator[FakeHub]:
 
 
 def test_bursts_typed_while_the_model_loads_are_sent_once_it_is_ready(
-    slow_hub: FakeHub, tmp_path: Path
+    slow_hub: FakeHub, tmp_path: Path, tmux: str
 ) -> None:
     rng = random.Random(7)
     for i in range(runs(5)):
@@ -178,7 +180,41 @@ def test_bursts_typed_while_the_model_loads_are_sent_once_it_is_ready(
             term.wait_for("your message goes when it is", 60)
             assert saved(home) == []
             slow_hub.gate.set()  # the download goes on, the model loads, the question goes
-            wait_until(lambda home=home: len(saved(home)) == 2, 60, f"run {i + 1}'s reply")
+
+            def replied(home: Path = home) -> bool:
+                return len(saved(home)) == 2
+
+            wait_until(replied, 60, f"run {i + 1}'s reply")
             assert saved(home)[0] == ("user", text), f"run {i + 1}"
         finally:
             term.close()
+
+
+def test_quitting_while_samples_run_keeps_every_sample(
+    loop_model: Path, tmp_path: Path, tmux: str
+) -> None:
+    """Three samples of a thinking that never ends (the loop guard only warns); Ctrl+Q while
+    they run: the question and the three stopped samples are in the history."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = app_env(home, R1CHAT_SAMPLES="3", R1CHAT_ON_LOOP="warn", R1CHAT_MAX_TOKENS="4000")
+    term = Terminal(f"{sys.executable} -m r1chat --model {loop_model}", env, SIZE)
+    try:
+        term.wait_for(LOADED, 60)
+        term.send("-l", "think forever")
+        term.wait_for("think forever", 30)
+        term.send("Enter")
+        term.wait_for("sample  3", 60)  # the samples' live lines
+        assert [role for role, _ in saved(home)] == ["user"]
+        term.send("C-q")
+        wait_until(lambda: not term.alive(), 30, "r1chat to quit on Ctrl+Q")
+    finally:
+        term.close()
+    rows = saved(home)
+    assert [role for role, _ in rows] == ["user", "assistant", "assistant", "assistant"]
+    db = home / "history.sqlite3"
+    with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as con:
+        replies = con.execute(
+            "SELECT finish_reason, length(thinking) FROM messages WHERE role = 'assistant'"
+        ).fetchall()
+    assert all(finish == "cancelled" and n > 0 for finish, n in replies), replies

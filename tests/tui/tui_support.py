@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
-from r1chat.engine import Event, Token
+from r1chat.engines.base import Event, Token
+from r1chat.engines.scripted import ScriptedEngine
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import ThinkingControl
 from r1chat.sampling import SamplingParams
-from r1chat.scripted import ScriptedEngine
+
+T = TypeVar("T")
 
 # R1-like text: thinking, then a Markdown answer with a code block and a boxed result.
 THINKING = (
@@ -87,3 +90,25 @@ async def wait_until(cond: Callable[[], object], pilot: object, timeout: float =
         if loop.time() > end:
             raise AssertionError("timed out waiting for the app")
         await pilot.pause(0.02)  # type: ignore[attr-defined]
+
+
+class Events:
+    """The app's lifecycle messages as they are handled, collected through
+    `run_test(message_hook=events.hook)`: tests wait on what happened, not on time."""
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+        self._ids: set[int] = set()
+
+    def hook(self, message: object) -> None:
+        # A message that bubbles arrives at each widget on its way: keep it once.
+        if id(message) not in self._ids:
+            self._ids.add(id(message))
+            self.seen.append(message)
+
+    def of(self, kind: type[T]) -> list[T]:
+        return [m for m in self.seen if isinstance(m, kind)]
+
+    async def wait_for(self, kind: type[T], pilot: object, count: int = 1) -> T:
+        await wait_until(lambda: len(self.of(kind)) >= count, pilot)
+        return self.of(kind)[count - 1]

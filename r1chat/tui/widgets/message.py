@@ -7,7 +7,10 @@ from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.widgets import Collapsible, Static, TextArea
 
+from r1chat.conversation import Reply
+from r1chat.endings import finish_note
 from r1chat.sanitize import sanitize
+from r1chat.tui.text import saved_thinking_title
 from r1chat.tui.widgets.answer import AnswerView, BlockRenders
 
 
@@ -169,6 +172,31 @@ class TurnView(Vertical):
         else:
             self._show_math()
         await self.query_one(AnswerView).show(answer)
+
+    async def show_reply(self, reply: Reply | None) -> None:
+        """Fill the turn with a reply as it was kept (the history's, or an alternative)."""
+        if reply is None:
+            await self.show_saved("", "", "")
+            self.show_note("No reply was saved.")
+            return
+        answer = sanitize(reply.answer)
+        tokens = reply.stats.get("thinking_tokens", 0)
+        title = saved_thinking_title(
+            reply.stopped and not answer.strip(),
+            tokens if isinstance(tokens, int) else 0,
+            reply.thinking_ended,
+        )
+        await self.show_saved(sanitize(reply.thinking), answer, title)
+        if reply.boxed:
+            self.show_boxed(sanitize(reply.boxed))
+        completion = reply.stats.get("completion_tokens")
+        note = finish_note(
+            reply.finish_reason,
+            completion if isinstance(completion, int) else None,
+            reply.thinking_ended,
+        )
+        if note is not None:
+            self.show_note(note)
 
     def _hide_thinking(self) -> None:
         self.pane.display = False

@@ -1,17 +1,23 @@
 """The multi-line input: Enter sends, Ctrl+J (or Shift+Enter where delivered) adds a newline.
 
-Its keys are handled in the order they were typed (r1chat.tui.keys): a burst of text and Enter
-sends all of the text.
+It holds what is being composed: the text, the preset it goes with (F2-F4) and the attached
+files (Ctrl+F); `take` turns them into the question. Its keys are handled in the order they were
+typed (r1chat.tui.keys): a burst of text and Enter sends all of the text.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar
 
-from textual import events
+from textual import events, work
 from textual.binding import Binding, BindingType
 from textual.widgets import TextArea
 
+from r1chat.attachments import Attachment, read_attachment, with_attachments
+from r1chat.errors import R1ChatError
+from r1chat.prompts import apply_preset
 from r1chat.sanitize import sanitize
 from r1chat.tui.keys import OrderedKeys
 
@@ -54,3 +60,48 @@ class PromptInput(OrderedKeys, TextArea):
 
     def action_newline(self) -> None:
         self.insert("\n")
+
+    preset: str | None = None
+    attached: tuple[tuple[Attachment, str], ...] = ()  # each file, and how it is shown
+
+    def take(self) -> tuple[str, list[dict[str, object]] | None]:
+        """The question composed (preset and files applied) and its files' records; the
+        prompt is left empty, the preset stays."""
+        files = [a for a, _ in self.attached]
+        question = with_attachments(apply_preset(self.text.strip(), self.preset), files)
+        self.clear()
+        self.attach_shown(())
+        self.show_mode()
+        return question, [a.record() for a in files] or None
+
+    def toggle_preset(self, name: str) -> str | None:
+        self.preset = None if self.preset == name else name
+        self.show_mode()
+        return self.preset
+
+    def show_mode(self, *, editing: bool = False) -> None:
+        """The border's title: an edit in progress, or the preset the next question goes with."""
+        if editing:
+            self.border_title = "editing: Enter forks the conversation here · Esc cancels"
+        else:
+            self.border_title = f"preset: {self.preset}" if self.preset else None
+
+    @work(thread=True, group="attach")
+    def attach(self, path: str, count: Callable[[str], int] | None) -> None:
+        """Read a file to go with the next question, off the UI thread (a large one takes
+        seconds to read and count), and show it with what it costs in tokens."""
+        app = self.app
+        try:
+            attachment = read_attachment(path)
+            size = f"{count(attachment.text):,} tokens" if count else f"{attachment.size:,} bytes"
+        except R1ChatError as e:
+            app.call_from_thread(app.notify, sanitize(str(e)), severity="error", markup=False)
+            return
+        label = f"{sanitize(Path(attachment.name).name)} ({size})"
+        app.call_from_thread(lambda: self.attach_shown((*self.attached, (attachment, label))))
+
+    def attach_shown(self, files: tuple[tuple[Attachment, str], ...]) -> None:
+        """The files going with the next question, each with its label (already sanitised)."""
+        self.attached = files
+        labels = [label for _, label in files]
+        self.border_subtitle = ("attached: " + ", ".join(labels)) if labels else None

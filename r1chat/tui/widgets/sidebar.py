@@ -1,10 +1,11 @@
 """The history sidebar: a search box over the saved conversations, newest first, where they can
 be opened, renamed and deleted.
 
-It reads and edits the store itself; the app hears which conversation to open (`Open`), which
-one the user wants deleted (`DeleteAsked`: the app knows whether a reply is running in it) and
-which was deleted (`Deleted`). Titles and snippets are user and model text, so they become
-`Content`, never markup, and are sanitised.
+It is the one part of the TUI that talks to the history store: it reads and edits it itself; the
+app hears which conversation to open (`Open`, with `moved` when a search hit on another branch
+made that branch the one shown), which one the user wants deleted (`DeleteAsked`: the app knows
+whether a reply is running in it) and which was deleted (`Deleted`). Titles and snippets are
+user and model text, so they become `Content`, never markup, and are sanitised.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from textual.widgets.option_list import Option
 
 from r1chat.errors import R1ChatError
 from r1chat.sanitize import sanitize
-from r1chat.tui.dialogs import ConfirmScreen, TextPromptScreen
+from r1chat.tui.dialogs import ConfirmScreen, Entered, TextPromptScreen
 from r1chat.tui.keys import OrderedKeys, focus_now
 
 if TYPE_CHECKING:
@@ -96,10 +97,10 @@ class Sidebar(Vertical):
     class Open(Message):
         """Open this conversation (and continue it)."""
 
-        def __init__(self, conversation_id: int, message_id: int | None = None) -> None:
+        def __init__(self, conversation_id: int, moved: bool = False) -> None:
             super().__init__()
             self.conversation_id = conversation_id
-            self.message_id = message_id  # a search hit: open the branch that holds it
+            self.moved = moved  # a search hit made another branch the one shown
 
     class Deleted(Open):
         """This conversation is gone from the history."""
@@ -110,9 +111,9 @@ class Sidebar(Vertical):
     class DeleteAsked(Open):
         """The user asked to delete it; `ask_delete` asks them to confirm."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, store: HistoryStore | None, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.store: HistoryStore | None = None
+        self.store = store
         self.current: int | None = None  # the conversation on screen, kept highlighted
         self.search_box = SearchBox(
             placeholder="Search history…", id="sidebar-search", compact=True
@@ -134,6 +135,12 @@ class Sidebar(Vertical):
 
     def set_open(self, open_: bool) -> None:
         self.set_class(open_, "-open")
+
+    def reveal(self, current: int | None, *, search: bool = False) -> None:
+        """Open with the conversations (or, `search`, the search box) focused."""
+        self.set_open(True)
+        self.reload(current)
+        focus_now(self.search_box if search else self.conversations)
 
     def _store_call(self, fn: Callable[[], T]) -> T | None:
         """Run a store call; a failure is shown and the app goes on (None comes back)."""
@@ -179,15 +186,27 @@ class Sidebar(Vertical):
 
     # --- renaming and deleting, after asking ---
 
-    def ask_rename(self, cid: int) -> None:
+    def _saved(self, cid: int | None) -> int | None:
+        if cid is None:
+            self.app.notify("Nothing saved in this chat yet.")
+        return cid
+
+    def delete_asked(self, cid: int | None) -> None:
+        """The user asked to delete this conversation (the one on screen, say)."""
+        if (cid := self._saved(cid)) is not None:
+            self.post_message(self.DeleteAsked(cid))
+
+    def ask_rename(self, cid: int | None) -> None:
+        if (cid := self._saved(cid)) is None:
+            return
         store = self.store
         conv = self._store_call(lambda: store.get_conversation(cid)) if store else None
         if store is None or conv is None:
             return
 
-        def done(title: str | None) -> None:
-            if title is not None and title.strip():
-                self._store_call(lambda: store.rename(cid, title))
+        def done(title: Entered[str] | None) -> None:
+            if title is not None and title.value.strip():
+                self._store_call(lambda: store.rename(cid, title.value))
                 self.reload(self.current)
 
         self.app.push_screen(
@@ -231,6 +250,13 @@ class Sidebar(Vertical):
     @on(OptionList.OptionSelected, "#sidebar-list")
     def _selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        if event.option_id is not None:
-            cid = int(event.option_id[1:])
-            self.post_message(self.Open(cid, self._hits.get(cid) if self.query_text else None))
+        if event.option_id is None:
+            return
+        cid = int(event.option_id[1:])
+        hit = self._hits.get(cid) if self.query_text else None
+        store = self.store
+        moved = False
+        if hit is not None and store is not None:
+            # A hit on another branch: show that branch (its newest message becomes the leaf).
+            moved = bool(self._store_call(lambda: store.show_branch_of(cid, hit)))
+        self.post_message(self.Open(cid, moved))

@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 from textual.content import Content
 from textual.widgets import Static
 
+from r1chat.engines.base import ModelInfo
+from r1chat.sanitize import sanitize
 from r1chat.tui.text import count
 
 
@@ -64,6 +66,23 @@ class StatusLine(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
         self.info = StatusInfo()
+
+    def show_model(self, info: ModelInfo, budget: int | None, samples: int) -> None:
+        """The model is loaded: its name (from the file or server: sanitised) and backend."""
+        self.set(
+            state="ready",
+            model=sanitize(info.name),
+            backend=sanitize(info.backend),
+            gpu_layers=info.n_gpu_layers,
+            n_layers=info.n_layers,
+            ctx_total=info.n_ctx,
+            budget=budget if info.thinks else None,
+            samples=samples,
+        )
+
+    def show_download(self, done: int, total: int | None) -> None:
+        shown = f"{done / 1e9:.2f} of {total / 1e9:.2f} GB" if total else f"{done / 1e9:.2f} GB"
+        self.set(download=shown)
 
     def set(self, **changes: object) -> None:
         info = replace(self.info, **changes)  # type: ignore[arg-type]

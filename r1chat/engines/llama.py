@@ -1,34 +1,45 @@
-"""The engine: a GGUF model on llama.cpp, streaming one token at a time.
+"""A GGUF model on llama.cpp, streaming one token at a time.
 
 The decode loop drives llama.cpp's low-level API directly (llama_decode plus the native sampler
 chain) with incremental detokenization, so the work per token stays flat over replies of thousands
 of tokens; llama-cpp-python's `create_completion` re-detokenizes the whole reply on every token.
+What each sampled token means (its text, the end of the reply, the thinking control) is decided
+by the per-token step (r1chat.engines.step), which the batched decoder runs for each sample too.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import ctypes
 import os
 import random
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
+from r1chat.engines.base import (
+    Done,
+    Event,
+    FinishReason,
+    ManyEvent,
+    ModelInfo,
+    Started,
+    Stats,
+    check_fits,
+)
+from r1chat.engines.batch import stream_batch
+from r1chat.engines.llama_backend import backend_name, init_backend, last_log_error
+from r1chat.engines.step import TokenStep, Vocabulary
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage, render_prompt, template_wants_think
-from r1chat.reasoning import Inject, ThinkingControl
+from r1chat.reasoning import ThinkingControl
 from r1chat.sampling import SamplingParams
 
 if TYPE_CHECKING:
     from r1chat.gguf_header import GGUFHeader
-
-FinishReason = Literal["stop", "length", "cancelled"]
 
 DEFAULT_CTX_GPU = 32768
 DEFAULT_CTX_CPU = 8192
@@ -43,163 +54,6 @@ class LoadOptions:
     n_threads: int | None = None
     n_batch: int = 512
     kv_type: str = "f16"
-
-
-@dataclass
-class Stats:
-    prompt_tokens: int = 0
-    cached_tokens: int = 0  # prompt tokens reused from the KV cache of an earlier turn
-    evaluated_tokens: int = 0  # prompt tokens actually run through the model this turn
-    completion_tokens: int = 0
-    thinking_tokens: int = 0
-    answer_tokens: int = 0
-    ttft_s: float = 0.0
-    thinking_s: float = 0.0  # from the first token to the end of the thinking
-    ttfa_s: float = 0.0  # time to the first answer token
-    prefill_tok_s: float = 0.0
-    decode_tok_s: float = 0.0
-    total_s: float = 0.0
-    seed: int = 0
-    finish_reason: FinishReason = "stop"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Started:
-    """The engine took the prompt (it fits) and is about to evaluate it; nothing is decoded yet.
-
-    Front ends save the question only now, so a question the model never saw is never saved.
-    """
-
-    prompt_tokens: int | None  # None when the engine cannot tell before the reply (a server)
-
-
-@dataclass(frozen=True)
-class Token:
-    """One sampled token and the text it completes (empty while a UTF-8 character is split)."""
-
-    id: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Done:
-    stats: Stats
-
-
-Event = Started | Token | Done
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    path: str
-    backend: str  # "CUDA", "Metal", "CPU", ...
-    n_gpu_layers: int
-    n_layers: int
-    n_ctx: int
-    n_ctx_train: int
-    thinks: bool
-    think_end_token: int | None = None
-
-
-def check_fits(prompt_tokens: int, n_ctx: int) -> None:
-    """Refuse a prompt that leaves no room in the context for even one new token."""
-    if prompt_tokens >= n_ctx:
-        raise R1ChatError(
-            f"the prompt is too long: {prompt_tokens:,} tokens, the context holds {n_ctx:,}"
-            " (pass a larger --ctx, or shorten the input)",
-            2,
-        )
-
-
-class Engine(Protocol):
-    """What the front ends need of a model; a remote server would be another implementation.
-
-    `control`, for a model that thinks, steers the thinking token by token (budget, think
-    longer, loop guard, answer now: r1chat.reasoning.ThinkingControl); with a budget of 0 the
-    prompt opens and closes the thinking itself.
-    """
-
-    info: ModelInfo
-
-    def count_tokens(self, messages: list[ChatMessage]) -> int: ...
-
-    def stream(
-        self,
-        messages: list[ChatMessage],
-        params: SamplingParams,
-        cancel: threading.Event | None = None,
-        control: ThinkingControl | None = None,
-    ) -> Iterator[Event]: ...
-
-    def close(self) -> None: ...
-
-
-# --- llama.cpp process-wide set-up ------------------------------------------------------------
-
-_LOG_LINES: deque[str] = deque(maxlen=200)
-_log_callback: Any = None  # kept referenced: a collected ctypes callback segfaults
-_backend_ready = False
-_backend_lock = threading.Lock()
-
-
-def _llama() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as e:  # a broken or missing native build
-        raise R1ChatError(f"llama-cpp-python is not installed or failed to load: {e}") from None
-    return llama_cpp
-
-
-def init_backend() -> Any:
-    """Import llama.cpp once, route its log into a buffer (shown with R1CHAT_LOG=1)."""
-    global _backend_ready, _log_callback
-    llama_cpp = _llama()
-    with _backend_lock:
-        if _backend_ready:
-            return llama_cpp
-        echo = os.environ.get("R1CHAT_LOG", "") not in ("", "0")
-
-        def on_log(level: int, text: bytes, _user: Any) -> None:
-            # Nothing may escape a callback from C: it would be printed and lost (FINDINGS).
-            with contextlib.suppress(BaseException):
-                _LOG_LINES.append(text.decode("utf-8", errors="replace"))
-                if echo:
-                    os.write(2, text)
-
-        _log_callback = llama_cpp.llama_log_callback(on_log)
-        llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
-        llama_cpp.llama_backend_init()
-        _backend_ready = True
-    return llama_cpp
-
-
-def last_log_error() -> str | None:
-    """The last error-looking line llama.cpp logged, to explain a failure in one line."""
-    for line in reversed(_LOG_LINES):
-        s = line.strip()
-        if s and ("error" in s.lower() or "failed" in s.lower()):
-            return s
-    return None
-
-
-def backend_name(llama_cpp: Any) -> str:
-    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
-    for key, name in (
-        ("CUDA", "CUDA"),
-        ("METAL", "Metal"),
-        ("MTL", "Metal"),
-        ("HIP", "ROCm"),
-        ("ROCM", "ROCm"),
-        ("VULKAN", "Vulkan"),
-        ("SYCL", "SYCL"),
-    ):
-        if key in info.upper():
-            return name
-    return "CPU"
 
 
 def _kv_type(llama_cpp: Any, name: str) -> int:
@@ -229,11 +83,11 @@ class LlamaEngine:
         on_progress: Callable[[float], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
-        from r1chat.gguf_header import read_header
+        from r1chat.gguf_checks import read_model_header
 
         opts = options or LoadOptions()
         path = Path(model_path).expanduser()
-        self.header = header or read_header(path)
+        self.header = header or read_model_header(path)
         llama_cpp = init_backend()
         self._ll = llama_cpp
         self._model: Any = None
@@ -334,6 +188,9 @@ class LlamaEngine:
             thinks=thinks,
             think_end_token=end_ids[0] if len(end_ids) == 1 else None,
         )
+        self.vocabulary = Vocabulary(
+            self._pieces, self._eog, self._piece, self._is_eog, self.tokenize
+        )
 
     # --- tokens ---
 
@@ -363,6 +220,10 @@ class LlamaEngine:
             piece = buf.raw[:n]
             self._pieces[token] = piece
         return piece
+
+    def _is_eog(self, token: int) -> bool:
+        end = self._eog[token] = bool(self._ll.llama_vocab_is_eog(self._vocab, token))
+        return end
 
     def render(self, messages: list[ChatMessage], *, no_thinking: bool = False) -> str:
         return render_prompt(
@@ -400,7 +261,37 @@ class LlamaEngine:
         arr = (ll.llama_token * len(tokens))(*tokens)
         return int(ll.llama_decode(self._ctx, ll.llama_batch_get_one(arr, len(tokens))))
 
-    def _make_sampler(self, params: SamplingParams, seed: int) -> Any:
+    def new_context(self, n_ctx: int, n_seq_max: int, n_batch: int) -> Any:
+        """Another context on this model (a batch of k sequences in one unified KV cache),
+        threaded and with flash attention as this engine's own; None when llama.cpp cannot
+        make it. The caller frees it with `free_context`."""
+        ll = self._ll
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_seq_max = n_seq_max
+        # One pool of cells for all sequences: seq_cp then marks the prompt's cells as belonging
+        # to every sequence instead of copying them into separate streams.
+        cparams.kv_unified = True
+        cparams.n_batch = cparams.n_ubatch = n_batch
+        threads = int(ll.llama_n_threads(self._ctx)) or os.cpu_count() or 1
+        cparams.n_threads = cparams.n_threads_batch = threads
+        cparams.flash_attn_type = (
+            ll.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if self.info.n_gpu_layers
+            else ll.LLAMA_FLASH_ATTN_TYPE_AUTO
+        )
+        cparams.type_k = cparams.type_v = ll.GGML_TYPE_F16
+        cparams.no_perf = True
+        if self._model is None:
+            raise R1ChatError("the model is closed")
+        return ll.llama_init_from_model(self._model, cparams) or None
+
+    def free_context(self, ctx: Any) -> None:
+        self._ll.llama_free(ctx)
+
+    def make_sampler(self, params: SamplingParams, seed: int) -> Any:
+        """A native sampler chain: top-k, top-p, temperature, then a seeded draw (greedy at
+        temperature 0). The caller frees it with `free_sampler`."""
         ll = self._ll
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         if params.temperature <= 0:
@@ -414,6 +305,32 @@ class LlamaEngine:
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed))
         return chain
 
+    def free_sampler(self, sampler: Any) -> None:
+        self._ll.llama_sampler_free(sampler)
+
+    def step_for(
+        self, params: SamplingParams, limit: int, control: ThinkingControl | None
+    ) -> TokenStep:
+        """The per-token step of one sequence of a reply (`control`: None when not thinking)."""
+        return TokenStep(
+            self.vocabulary,
+            limit,
+            ignore_eos=params.ignore_eos,
+            control=control,
+            end_id=self.info.think_end_token,
+        )
+
+    def steered(
+        self, messages: list[ChatMessage], control: ThinkingControl | None
+    ) -> tuple[list[int], ThinkingControl | None]:
+        """The prompt for `messages` and the control that steers its thinking: a budget of 0
+        closes the thinking in the prompt itself, and then nothing is left to steer."""
+        no_thinking = control is not None and control.params.budget == 0 and self.info.thinks
+        prompt = self.prompt_tokens(messages, no_thinking=no_thinking)
+        if no_thinking or not self.info.thinks:
+            control = None
+        return prompt, control
+
     def stream(
         self,
         messages: list[ChatMessage],
@@ -423,11 +340,22 @@ class LlamaEngine:
     ) -> Iterator[Event]:
         """Decode a reply to `messages`, yielding each Token and finally Done(stats)."""
         t0 = time.perf_counter()
-        no_thinking = control is not None and control.params.budget == 0 and self.info.thinks
-        prompt = self.prompt_tokens(messages, no_thinking=no_thinking)
-        if no_thinking or not self.info.thinks:
-            control = None
+        prompt, control = self.steered(messages, control)
         return self.stream_tokens(prompt, params, cancel, t0=t0, control=control)
+
+    def stream_many(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        k: int,
+        cancel: threading.Event | None = None,
+        controls: Sequence[ThinkingControl | None] | None = None,
+        ctx_tokens: int | None = None,
+    ) -> Iterator[ManyEvent]:
+        """k replies decoded together in one batch (r1chat.engines.batch)."""
+        if self._ctx is None:
+            raise R1ChatError("the model is closed")
+        return stream_batch(self, messages, params, k, cancel, controls, ctx_tokens)
 
     def stream_tokens(
         self,
@@ -495,82 +423,46 @@ class LlamaEngine:
         if stats.evaluated_tokens:
             stats.prefill_tok_s = stats.evaluated_tokens / max(t_prefill - t0, 1e-9)
 
-        sampler = self._make_sampler(params, seed)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        vocab = self._vocab
-        is_eog = ll.llama_vocab_is_eog
+        sampler = self.make_sampler(params, seed)
         sample = ll.llama_sampler_sample
         decode = ll.llama_decode
-        pieces = self._pieces
-        eog = self._eog
-        one = (ll.llama_token * 1)()
-        batch_one = ll.llama_batch_get_one(one, 1)
         ctx = self._ctx
         kv = self._kv_tokens
-        ignore_eos = params.ignore_eos
-        budget = min(params.max_tokens, n_ctx - len(kv))
+        step = self.step_for(params, min(params.max_tokens, n_ctx - len(kv)), control)
+        take = step.take
+        # One token a step goes through a batch made once; what r1chat writes in goes as a
+        # batch of its own.
+        one = (ll.llama_token * 1)()
+        batch_one = ll.llama_batch_get_one(one, 1)
         finish: FinishReason = "length"
         t_first = 0.0
-        n = 0
-        # While the model thinks, every token goes past `control` (one call); after, none does.
-        end_id = self.info.think_end_token
-        thinking = control is not None and end_id is not None
         try:
-            while n < budget:
+            while True:
                 tok = sample(sampler, ctx, -1)
-                if n == 0:
+                if not t_first:
                     t_first = time.perf_counter()
-                # EOG by token id, memoised: a ctypes call per token costs ~9 us here.
-                end = eog.get(tok)
-                if end is None:
-                    end = eog[tok] = bool(is_eog(vocab, tok))
-                if end and not ignore_eos:
-                    finish = "stop"
+                yield from take(tok)
+                if step.finish is not None:
+                    finish = step.finish
                     break
-                if thinking:
-                    assert control is not None
-                    if tok == end_id:
-                        steer = control.close_requested()
-                        thinking = steer is not None
-                    else:
-                        steer = control.token(tok)
-                    if steer is not None:
-                        if not isinstance(steer, Inject):
-                            finish = "cancelled"
-                            break
-                        forced = self.tokenize(steer.text)
-                        thinking = end_id not in forced
-                        fed = forced if steer.drop else [tok, *forced]
-                        for t in fed:
-                            n += 1
-                            yield Token(t, decoder.decode(pieces.get(t) or self._piece(t)))
-                        if (cancel is not None and cancel.is_set()) or n >= budget:
-                            finish = "cancelled" if n < budget else "length"
-                            break
-                        if self._decode(fed) != 0:
-                            break
-                        kv.extend(fed)
-                        continue
-                n += 1
-                piece = pieces.get(tok)
-                if piece is None:
-                    piece = self._piece(tok)
-                yield Token(tok, decoder.decode(piece))
                 if cancel is not None and cancel.is_set():
                     finish = "cancelled"
                     break
-                if n >= budget:
+                fed = step.feed
+                if len(fed) == 1:
+                    one[0] = fed[0]
+                    if decode(ctx, batch_one) != 0:
+                        break
+                elif self._decode(fed) != 0:
                     break
-                one[0] = tok
-                if decode(ctx, batch_one) != 0:
-                    break
-                kv.append(tok)
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                yield Token(-1, tail)
+                kv.extend(fed)
+            tail = step.close()
+            if tail is not None:
+                yield tail
         finally:
             ll.llama_sampler_free(sampler)
         t_end = time.perf_counter()
+        n = step.n
         stats.completion_tokens = n
         stats.finish_reason = finish
         stats.ttft_s = (t_first or t_end) - t0

@@ -28,7 +28,7 @@ COMMANDS: tuple[Command, ...] = (
         "Ctrl+T",
     ),
     Command(
-        "Copy answer", "Copy the last answer to the clipboard (OSC 52)", "copy_answer", "Ctrl+O"
+        "Copy answer", "Copy the last answer to the clipboard (OSC 52)", "copy('answer')", "Ctrl+O"
     ),
     Command(
         "Attach a file…",
@@ -68,11 +68,14 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "Copy thinking",
         "Copy the thinking of the focused (or last) turn to the clipboard",
-        "copy_thinking",
+        "copy('thinking')",
         "F9",
     ),
     Command(
-        "Copy last code block", "Copy the last code block of the last answer", "copy_code", "Ctrl+B"
+        "Copy last code block",
+        "Copy the last code block of the last answer",
+        "copy('code block')",
+        "Ctrl+B",
     ),
     Command(
         "Preset: math", "Step by step, final answer in \\boxed{} (toggle)", "preset('math')", "F2"

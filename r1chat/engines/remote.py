@@ -21,12 +21,22 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from r1chat.engine import Done, Event, FinishReason, ModelInfo, Started, Stats, Token
+from r1chat.engines.base import (
+    Done,
+    Event,
+    FinishReason,
+    ManyEvent,
+    ModelInfo,
+    Started,
+    Stats,
+    Token,
+    concurrently,
+)
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import CLOSE_TAG, OPEN_TAG, Inject, Steer, ThinkingControl, ThinkSplitter
@@ -74,7 +84,8 @@ def api_key(env_name: str = DEFAULT_KEY_ENV) -> str | None:
 
 
 class RemoteEngine:
-    """A model on an OpenAI-compatible server. One request at a time, like the local engine."""
+    """A model on an OpenAI-compatible server: a request per reply, k samples as k concurrent
+    requests."""
 
     def __init__(
         self,
@@ -242,6 +253,18 @@ class RemoteEngine:
     ) -> Iterator[Event]:
         """Stream a reply, as the local engine does; see `r1chat.engine.Engine`."""
         return self._stream(messages, params, cancel or threading.Event(), control)
+
+    def stream_many(
+        self,
+        messages: list[ChatMessage],
+        params: SamplingParams,
+        k: int,
+        cancel: threading.Event | None = None,
+        controls: Sequence[ThinkingControl | None] | None = None,
+        ctx_tokens: int | None = None,
+    ) -> Iterator[ManyEvent]:
+        """k samples as k concurrent requests: vLLM and llama-server batch them."""
+        return concurrently(self, messages, params, k, cancel, controls)
 
     def _body(
         self, messages: list[dict[str, str]], params: SamplingParams, seed: int
