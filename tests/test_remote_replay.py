@@ -371,3 +371,34 @@ def test_samples_on_a_server_are_concurrent_requests_and_vote(
     assert (got.vote.count, got.vote.of) == (2, 3) and got.vote.answer in ("4", "4.0")
     assert sorted(body["seed"] for body, _ in s.requests) == [10, 11, 12]
     assert s.peak == 3  # the three were served at the same time
+
+
+def test_samples_on_a_server_obey_the_budget_each(replay: list[ReplayServer]) -> None:
+    """Each concurrent request is steered on its own: cut at its budget, then continued."""
+    from r1chat.many import ask_many
+
+    endless = [chunk({"reasoning": f" step{i}"}) for i in range(300)]
+    continued = [chunk({"content": "Four."}), chunk({}, "stop")]
+    s = server(
+        replay,
+        [
+            Reply(endless, gap_s=0.002),
+            Reply(endless, gap_s=0.002),
+            Reply(continued),
+            Reply(continued),
+        ],
+        models=[{"id": "r1", "max_model_len": 4096}],
+    )
+    got = ask_many(
+        RemoteEngine(s.base),
+        [ChatMessage("user", "2+2?")],
+        SamplingParams(seed=1),
+        2,
+        reasoning=ReasoningParams(budget=10, budget_message="Time is up."),
+    )
+    assert got.stats.together == "concurrent"
+    for sample in got.samples:
+        assert sample.thinking_ended == "budget" and sample.answer == "Four."
+        assert "Time is up." in sample.thinking and "step11" not in sample.thinking
+    continuations = [body for body, _ in s.requests if body.get("continue_final_message")]
+    assert len(continuations) == 2
