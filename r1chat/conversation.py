@@ -54,6 +54,14 @@ class Reply:
     def boxed(self) -> str | None:
         return extract_boxed(self.answer)
 
+    def figure(self, key: str) -> float | None:
+        """A number from the reply's stats; None when absent or not a number (a hand-made
+        history file may hold anything)."""
+        value = self.stats.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return value if value == value and abs(value) != float("inf") else None
+
     @classmethod
     def of(cls, result: TurnResult, reply_id: int | None = None) -> Reply:
         return cls(

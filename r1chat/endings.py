@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 STOPPED = "cancelled"  # the finish_reason of a reply the user stopped
+# `ask`'s exit status when the reply has no answer (cut while thinking, stopped, empty): a script
+# tells it from an answer that happens to be short. 1 and 2 are errors, 128 + N signals.
+NO_ANSWER = 3
 
 
 # How r1chat ended a thinking, for the pane's title and the notes ("model" needs no words).
@@ -30,3 +33,22 @@ def finish_note(
         after = f" after {tokens:,} tokens" if tokens else ""
         return f"Cut at the token limit{after} (raise max_tokens, or --max-tokens)."
     return None
+
+
+def no_answer(
+    answer: str, finish_reason: str | None, thinking_ended: str | None = None, limit: int = 0
+) -> str | None:
+    """Why a reply has no answer, in one line; None when it has one."""
+    if answer.strip():
+        return None
+    if finish_reason == "length":
+        at = f" ({limit:,} tokens)" if limit else ""
+        return (
+            f"no answer: the token limit{at} came while the model was still thinking"
+            " (raise --max-tokens, or set --think-budget)"
+        )
+    if finish_reason == STOPPED and thinking_ended == "loop":
+        return 'no answer: the thinking went round in circles and was stopped (on_loop = "stop")'
+    if finish_reason == STOPPED:
+        return "no answer: stopped before the answer began"
+    return "no answer: the model ended its reply without one"

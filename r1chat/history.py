@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class ConversationSummary:
     created: str  # UTC, ISO-8601 with milliseconds and a Z: sorts as text
     updated: str
     messages: int = 0
+    tokens: int = 0  # what the model wrote in it, all replies together
+    deleted: str | None = None  # when it went to the trash
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,12 +194,27 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """Deleting a conversation moves it to the trash (`deleted_at`), from which it can be
+    restored until it is emptied; and conversation ids are never given out twice: the highest
+    one ever used is kept (SQLite would hand a deleted last id to the next conversation)."""
+    db.execute("ALTER TABLE conversations ADD COLUMN deleted_at TEXT")
+    db.execute("CREATE INDEX conversations_deleted ON conversations(deleted_at)")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+    db.execute(
+        "INSERT INTO meta (key, value)"
+        " SELECT 'last_conversation_id', coalesce(max(id), 0) FROM conversations"
+    )
+
+
 _NEXT_TOUCH = "(SELECT coalesce(max(touched), 0) + 1 FROM conversations)"
+# The trash is emptied of what has been in it longer than this.
+TRASH_DAYS = 30
 # Where a new message goes when no parent is named: after the conversation's leaf at that moment.
 LEAF = -1
 
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -355,6 +372,7 @@ class HistoryStore:
             db.execute("PRAGMA foreign_keys = ON")
             if version < SCHEMA_VERSION:
                 self._migrate()
+        self.empty_trash(TRASH_DAYS)
 
     def _use_wal(self) -> None:
         """Switch a new file to WAL. Two processes doing this at once can get SQLITE_BUSY at once,
@@ -420,12 +438,21 @@ class HistoryStore:
     def new_conversation(self, title: str, model: str = "") -> int:
         ts = now()
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO conversations (title, model, created, updated, touched)"
-                f" VALUES (?, ?, ?, ?, {_NEXT_TOUCH})",
-                (" ".join(title.split()) or "Untitled", model, ts, ts),
+            # Past every id ever given out, a deleted one included.
+            cid = int(
+                _one(
+                    db,
+                    "SELECT max((SELECT value FROM meta WHERE key = 'last_conversation_id'),"
+                    " (SELECT coalesce(max(id), 0) FROM conversations)) + 1",
+                )
             )
-            return int(cur.lastrowid or 0)
+            db.execute(
+                "INSERT INTO conversations (id, title, model, created, updated, touched)"
+                f" VALUES (?, ?, ?, ?, ?, {_NEXT_TOUCH})",
+                (cid, " ".join(title.split()) or "Untitled", model, ts, ts),
+            )
+            db.execute("UPDATE meta SET value = ? WHERE key = 'last_conversation_id'", (cid,))
+            return cid
 
     def add_user_message(
         self,
@@ -575,32 +602,97 @@ class HistoryStore:
                 raise _missing(conv_id)
 
     def delete(self, conv_id: int) -> None:
-        """Delete a conversation with its messages (and their search index entries)."""
+        """Move a conversation to the trash: gone from lists and searches, restorable until the
+        trash is emptied (after TRASH_DAYS, or `purge`)."""
+        with self._tx() as db:
+            if (
+                db.execute(
+                    "UPDATE conversations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                    (now(), conv_id),
+                ).rowcount
+                == 0
+            ):
+                raise _missing(conv_id)
+
+    def restore(self, conv_id: int) -> None:
+        """Bring a conversation back from the trash."""
+        with self._tx() as db:
+            if (
+                db.execute(
+                    "UPDATE conversations SET deleted_at = NULL"
+                    " WHERE id = ? AND deleted_at IS NOT NULL",
+                    (conv_id,),
+                ).rowcount
+                == 0
+            ):
+                raise R1ChatError(f"conversation {conv_id} is not in the trash", 2)
+
+    def purge(self, conv_id: int) -> None:
+        """Delete a conversation for good (from the trash or not), with its messages and their
+        search index entries."""
         with self._tx() as db:
             if db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,)).rowcount == 0:
                 raise _missing(conv_id)
+
+    def empty_trash(self, days: float = TRASH_DAYS) -> int:
+        """Delete for good what has been in the trash longer than `days`; how many. Nothing
+        happens to a read-only history."""
+        if self.read_only:
+            return 0
+        cutoff = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        with self._tx() as db:
+            return int(
+                db.execute(
+                    "DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at < ?",
+                    (cutoff[:-3] + "Z",),
+                ).rowcount
+            )
+
+    def trash(self) -> list[ConversationSummary]:
+        """The conversations in the trash, most recently deleted first."""
+        with self._guard() as db:
+            rows = db.execute(
+                self._CONV_SELECT + " WHERE c.deleted_at IS NOT NULL ORDER BY c.deleted_at DESC"
+            )
+            return [ConversationSummary(*row) for row in rows]
 
     # -- reads
 
     _CONV_SELECT = (
         "SELECT c.id, c.title, c.model, c.created, c.updated,"
-        " (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)"
+        " (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),"
+        # A hand-made file may hold anything in stats: what is not a number counts as 0.
+        " (SELECT coalesce(sum(CASE WHEN json_valid(m.stats)"
+        "   AND json_type(m.stats, '$.completion_tokens') = 'integer'"
+        "   THEN json_extract(m.stats, '$.completion_tokens') END), 0)"
+        "  FROM messages m WHERE m.conversation_id = c.id AND m.role = 'assistant'),"
+        " c.deleted_at"
         " FROM conversations c"
     )
 
-    def list_conversations(self, limit: int | None = None) -> list[ConversationSummary]:
-        """Newest activity first, with message counts."""
-        sql = self._CONV_SELECT + " ORDER BY c.touched DESC, c.id DESC"
-        args: tuple[Any, ...] = ()
+    def list_conversations(
+        self, limit: int | None = None, *, model: str | None = None
+    ) -> list[ConversationSummary]:
+        """Newest activity first, with their sizes; `model`: those whose model's name holds it
+        (any case). The trash is left out."""
+        sql = self._CONV_SELECT + " WHERE c.deleted_at IS NULL"
+        args: list[Any] = []
+        if model:
+            sql += " AND instr(lower(c.model), lower(?))"
+            args.append(model)
+        sql += " ORDER BY c.touched DESC, c.id DESC"
         if limit is not None:
             sql += " LIMIT ?"
-            args = (max(0, limit),)
+            args.append(max(0, limit))
         with self._guard() as db:
             return [ConversationSummary(*row) for row in db.execute(sql, args)]
 
     def get_conversation(self, conv_id: int) -> ConversationSummary:
+        """A conversation not in the trash; R1ChatError when there is no such one."""
         with self._guard() as db:
-            row = db.execute(self._CONV_SELECT + " WHERE c.id = ?", (conv_id,)).fetchone()
+            row = db.execute(
+                self._CONV_SELECT + " WHERE c.id = ? AND c.deleted_at IS NULL", (conv_id,)
+            ).fetchone()
         if row is None:
             raise _missing(conv_id)
         return ConversationSummary(*row)
@@ -608,7 +700,8 @@ class HistoryStore:
     def latest_conversation_id(self) -> int | None:
         with self._guard() as db:
             row = db.execute(
-                "SELECT id FROM conversations ORDER BY touched DESC, id DESC LIMIT 1"
+                "SELECT id FROM conversations WHERE deleted_at IS NULL"
+                " ORDER BY touched DESC, id DESC LIMIT 1"
             ).fetchone()
         return None if row is None else int(row[0])
 
@@ -676,9 +769,16 @@ class HistoryStore:
         return [(q.content, r.content) for q, r in self.exchanges(conv_id) if r is not None]
 
     def search(
-        self, query: str, limit: int = 20, *, mark: tuple[str, str] = ("[", "]")
+        self,
+        query: str,
+        limit: int = 20,
+        *,
+        mark: tuple[str, str] = ("[", "]"),
+        model: str | None = None,
     ) -> list[SearchHit]:
-        """Messages whose question, answer or thinking contain every word of `query`.
+        """Messages whose question, answer or thinking contain every word of `query`, the best
+        match first (FTS5's bm25), then the newest; `model` keeps conversations whose model's
+        name holds it. The trash is left out.
 
         Any text is accepted: words are quoted for FTS5 (a trailing * keeps prefix search). When
         no whole word matches, a substring search runs instead, which also finds text in
@@ -689,6 +789,7 @@ class HistoryStore:
         if not terms or limit <= 0:
             return []
         fts = " ".join(_fts_term(t) for t in terms)
+        where, args = _live_conversations(model)
         with self._guard() as db:
             try:
                 rows = db.execute(
@@ -696,8 +797,8 @@ class HistoryStore:
                     " snippet(messages_fts, -1, ?, ?, '…', 16)"
                     " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
                     " JOIN conversations c ON c.id = m.conversation_id"
-                    " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
-                    (mark[0], mark[1], fts, limit),
+                    f" WHERE messages_fts MATCH ? AND {where} ORDER BY rank, m.id DESC LIMIT ?",
+                    (mark[0], mark[1], fts, *args, limit),
                 ).fetchall()
             except sqlite3.OperationalError as e:
                 # Quoting should leave FTS5 nothing to reject; if it still does, the substring
@@ -707,10 +808,16 @@ class HistoryStore:
                 rows = []
             if rows:
                 return [SearchHit(*row) for row in rows]
-            return self._substring_search(db, [t.rstrip("*") or t for t in terms], limit, mark)
+            terms = [t.rstrip("*") or t for t in terms]
+            return self._substring_search(db, terms, limit, mark, model)
 
     def _substring_search(
-        self, db: sqlite3.Connection, terms: list[str], limit: int, mark: tuple[str, str]
+        self,
+        db: sqlite3.Connection,
+        terms: list[str],
+        limit: int,
+        mark: tuple[str, str],
+        model: str | None,
     ) -> list[SearchHit]:
         where = " AND ".join(
             "(instr(lower(m.content), ?) OR instr(lower(m.thinking), ?))" for _ in terms
@@ -718,11 +825,12 @@ class HistoryStore:
         args: list[Any] = []
         for t in terms:
             args += [t.lower(), t.lower()]
+        live, live_args = _live_conversations(model)
         rows = db.execute(
             "SELECT m.conversation_id, c.title, m.id, m.role, m.content, m.thinking"
             " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
-            f" WHERE {where} ORDER BY m.id DESC LIMIT ?",
-            (*args, limit),
+            f" WHERE {where} AND {live} ORDER BY m.id DESC LIMIT ?",
+            (*args, *live_args, limit),
         ).fetchall()
         return [
             SearchHit(r[0], r[1], r[2], r[3], _snippet(r[4], r[5], terms[0], mark)) for r in rows
@@ -885,6 +993,14 @@ def _load_json(blob: str | None) -> Any:
 def _load_stats(blob: str | None) -> dict[str, Any] | None:
     value = _load_json(blob)
     return value if isinstance(value, dict) else None
+
+
+def _live_conversations(model: str | None) -> tuple[str, list[Any]]:
+    """The SQL condition (on `c`, the conversations) that keeps the trash out and, given a
+    model, what it names."""
+    if model:
+        return "c.deleted_at IS NULL AND instr(lower(c.model), lower(?))", [model]
+    return "c.deleted_at IS NULL", []
 
 
 def _missing(conv_id: int) -> R1ChatError:

@@ -11,11 +11,13 @@ here.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from r1chat.answers import Vote, vote
+from r1chat.endings import no_answer
 from r1chat.engines.base import (
     BatchDone,
     BatchStats,
@@ -46,10 +48,11 @@ class Sample:
     answer_tokens: int
     thinking_ended: Ended | None = None
     stats: Stats = field(default_factory=Stats, repr=False)
+    forced_tokens: int = 0  # what r1chat wrote into it (a budget's closing text)
 
     @property
     def completion_tokens(self) -> int:
-        return self.thinking_tokens + self.answer_tokens
+        return self.thinking_tokens + self.answer_tokens + self.forced_tokens
 
     @classmethod
     def of(cls, index: int, result: TurnResult) -> Sample:
@@ -64,6 +67,7 @@ class Sample:
             answer_tokens=result.stats.answer_tokens,
             thinking_ended=result.thinking_ended,
             stats=result.stats,
+            forced_tokens=result.stats.forced_tokens,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,6 +81,7 @@ class Sample:
             "thinking_ended": self.thinking_ended,
             "thinking_tokens": self.thinking_tokens,
             "answer_tokens": self.answer_tokens,
+            "forced_tokens": self.forced_tokens,
             "completion_tokens": self.completion_tokens,
         }
 
@@ -109,6 +114,18 @@ class Samples:
     @property
     def stopped(self) -> bool:
         return any(s.finish_reason == "cancelled" for s in self.samples)
+
+    def no_answer(self) -> str | None:
+        """Why no sample has an answer, in one line; None when one has."""
+        if any(s.answer.strip() for s in self.samples):
+            return None
+        if not self.samples:
+            return "no answer: stopped before any sample began"
+        reasons = Counter(no_answer("", s.finish_reason, s.thinking_ended) for s in self.samples)
+        why, n = reasons.most_common(1)[0]
+        return f"{why} (in {n} of {len(self.samples)} samples)".replace(
+            "no answer: ", "no sample answered: ", 1
+        )
 
     def agreement(self) -> str:
         """ "4, 6 of 8 samples agree"; or why there is no vote."""

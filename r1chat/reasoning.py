@@ -209,10 +209,18 @@ class LoopGuard:
 @dataclass(frozen=True)
 class Inject:
     """Feed `text` into the context as if the model had written it; `drop` the sampled token
-    first (a close of the thinking that came too early)."""
+    first (a close of the thinking that came too early); `apart`: on a paragraph of its own
+    (think-min's "Wait" starts a new thought, not the end of the last word)."""
 
     text: str
     drop: bool = False
+    apart: bool = False
+
+    def after(self, before: str) -> str:
+        """The text to write after `before` (the last text shown)."""
+        if not self.apart or before.endswith("\n\n"):
+            return self.text
+        return ("\n" if before.endswith("\n") else "\n\n") + self.text
 
 
 @dataclass(frozen=True)
@@ -260,7 +268,7 @@ class ThinkingControl:
     def close_requested(self) -> Steer | None:
         """The model sampled the end of the thinking: allow it (None) or make it think on."""
         if self.params.min_tokens is not None and self.tokens < self.params.min_tokens:
-            return Inject(self.params.wait, drop=True)
+            return Inject(self.params.wait, drop=True, apart=True)
         self.ended = "model"
         return None
 

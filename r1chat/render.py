@@ -211,8 +211,11 @@ class TerminalRenderer:
         note = finish_note(
             result.finish_reason, result.stats.completion_tokens, result.thinking_ended
         )
-        if note is not None and (
-            result.finish_reason == "length" or result.thinking_ended == "loop"
+        # No answer at all: `ask` says so on stderr instead, in a pipe too.
+        if (
+            note is not None
+            and result.answer.strip()
+            and (result.finish_reason == "length" or result.thinking_ended == "loop")
         ):
             self.console.print(note, style="yellow", markup=False)
 

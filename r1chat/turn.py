@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from r1chat.endings import no_answer
 from r1chat.engines.base import Done, Engine, Event, Started, Stats, Token
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import (
@@ -48,12 +49,14 @@ class ContextTrimmed:
 
 @dataclass(frozen=True)
 class Delta:
-    """New text for the thinking or the answer, with the model's token counts so far."""
+    """New text for the thinking or the answer, with the token counts so far: the model's own
+    in the thinking and in the answer, and those r1chat wrote (`forced_tokens`)."""
 
     kind: Kind
     text: str
     think_tokens: int = 0
     answer_tokens: int = 0
+    forced_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,17 @@ class TurnResult:
     def boxed(self) -> str | None:
         return extract_boxed(self.answer)
 
+    def no_answer(self, limit: int = 0) -> str | None:
+        """Why there is no answer (r1chat.endings.no_answer); None when there is one."""
+        return no_answer(self.answer, self.finish_reason, self.thinking_ended, limit)
+
     def to_dict(self) -> dict[str, Any]:
+        why = self.no_answer()
         return {
             "thinking": self.thinking,
             "answer": self.answer,
+            "answered": why is None,
+            "no_answer": why,
             "boxed": self.boxed,
             "finish_reason": self.finish_reason,
             "thinking_ended": self.thinking_ended,
@@ -133,6 +143,7 @@ class TurnRecorder:
         self._answer: list[str] = []
         self.think_tokens = 0
         self.answer_tokens = 0
+        self.forced_tokens = 0
         self._t0 = time.perf_counter() if t0 is None else t0
         self._first_at = 0.0
         self._answer_at = 0.0
@@ -161,11 +172,13 @@ class TurnRecorder:
         if not self._first_at:
             self._first_at = now
         # A token counts as thinking while the splitter is still inside <think>; the token
-        # that closes it is thinking too.
+        # that closes it is thinking too. What r1chat wrote is counted apart.
         splitter = self._splitter
         thinking = splitter.in_think
         if ev.id >= 0:
-            if thinking:
+            if ev.forced:
+                self.forced_tokens += 1
+            elif thinking:
                 self.think_tokens += 1
             else:
                 self.answer_tokens += 1
@@ -183,7 +196,7 @@ class TurnRecorder:
 
     def _delta(self, kind: Kind, text: str) -> Delta:
         (self._think if kind == "think" else self._answer).append(text)
-        return Delta(kind, text, self.think_tokens, self.answer_tokens)
+        return Delta(kind, text, self.think_tokens, self.answer_tokens, self.forced_tokens)
 
     def _thinking_ended(self, tokens: int, seconds: float) -> ThinkingEnded:
         # No control: a model not known to think, thinking all the same (a server's field).
@@ -199,6 +212,7 @@ class TurnRecorder:
         stats = result.stats
         stats.thinking_tokens = self.think_tokens
         stats.answer_tokens = self.answer_tokens
+        stats.forced_tokens = self.forced_tokens
         if self._first_at:
             end = time.perf_counter()
             stats.thinking_s = ((self._answer_at or end) - self._first_at) if self.control else 0.0
@@ -207,7 +221,7 @@ class TurnRecorder:
         if result.thinking_ended is None and self.control is not None:
             result.thinking_ended = self.control.ended  # stopped by the loop guard, say
         if not self.done:
-            stats.completion_tokens = self.think_tokens + self.answer_tokens
+            stats.completion_tokens = self.think_tokens + self.answer_tokens + self.forced_tokens
             stats.finish_reason = "cancelled"
         return result
 

@@ -186,12 +186,13 @@ def test_closed_pipe_exits_quietly(r1home: Path, smollm2_model: Path) -> None:
     assert err == b"", err.decode()
 
 
-def test_terminal_output_renders_thinking_and_markdown(r1home: Path, scripted_model: Path) -> None:
+def on_a_terminal(r1home: Path, *args: str) -> tuple[int, str]:
+    """`r1chat ARGS` on a pseudo-terminal: its exit status and everything it wrote."""
     env = user_env(r1home, TERM="xterm-256color", COLUMNS="100", LINES="40")
     env.pop("NO_COLOR", None)
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "r1chat", "ask", "--model", str(scripted_model), "hi"],
+        [sys.executable, "-m", "r1chat", *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -215,10 +216,46 @@ def test_terminal_output_renders_thinking_and_markdown(r1home: Path, scripted_mo
             break
     proc.wait(timeout=10)
     os.close(master)
-    out = b"".join(chunks).decode("utf-8", "replace")
-    assert proc.returncode == 0, out
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_terminal_output_renders_thinking_and_markdown(r1home: Path, scripted_model: Path) -> None:
+    code, out = on_a_terminal(r1home, "ask", "--model", str(scripted_model), "hi")
+    assert code == 0, out
     assert "Two plus two makes four." in out
     assert "\x1b[2" in out  # thinking is dimmed
     assert "So the answer is" in out
     assert "**four**" not in out  # rendered as Markdown, not raw
     assert "龘" in out
+
+
+@pytest.mark.parametrize("where", ["pipe", "terminal", "json"])
+def test_no_answer_is_said_on_stderr_with_its_own_exit_status(
+    cli: Cli, r1home: Path, scripted_model: Path, where: str
+) -> None:
+    """Cut at --max-tokens while thinking: not an empty answer with exit 0."""
+    args = ("ask", "--model", str(scripted_model), "--max-tokens", "5", "hi")
+    if where == "terminal":
+        code, out = on_a_terminal(r1home, *args)
+        assert code == 3, out
+        assert "no answer: the token limit (5 tokens) came while the model was still" in out
+        return
+    proc = cli(*args, *(["--json"] if where == "json" else []))
+    assert proc.returncode == 3, proc.stderr.decode()
+    [line] = proc.stderr.decode().splitlines()
+    assert line.startswith("r1chat: no answer: the token limit (5 tokens)")
+    if where == "json":
+        result = json.loads(proc.stdout)
+        assert result["answered"] is False and result["answer"] == ""
+        assert result["no_answer"].startswith("no answer: the token limit")
+    else:
+        assert proc.stdout == b""
+
+
+def test_an_answer_keeps_exit_status_0_and_says_it_answered(cli: Cli, scripted_model: Path) -> None:
+    proc = cli("ask", "--model", str(scripted_model), "--json", "hi")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["answered"] is True
+    many = cli("ask", "--model", str(scripted_model), "-k", "2", "--max-tokens", "5", "hi")
+    assert many.returncode == 3
+    assert "no sample answered: the token limit" in many.stderr.decode()

@@ -349,3 +349,91 @@ def test_r1chat_history_list_json_as_a_user_runs_it(cli: Cli, convs: dict[str, i
     assert proc.returncode == 0, proc.stderr.decode()
     data = json.loads(proc.stdout)
     assert [(d["id"], d["messages"]) for d in data] == [(convs["evil"], 2), (convs["sums"], 4)]
+
+
+# --- the trash -----------------------------------------------------------------------------------
+
+
+def test_rm_goes_to_the_trash_and_restore_brings_it_back(convs: dict[str, int]) -> None:
+    r = invoke("rm", str(convs["sums"]), "--yes")
+    assert "history restore" in r.stderr and "trash" in r.stderr
+    trash = json.loads(invoke("trash", "--json").stdout)
+    assert [c["id"] for c in trash] == [convs["sums"]] and trash[0]["deleted"]
+    r = invoke("restore", str(convs["sums"]))
+    assert r.exit_code == 0, r.stderr
+    assert convs["sums"] in [d["id"] for d in json.loads(invoke("list", "--json").stdout)]
+    one_line_error(invoke("restore", str(convs["sums"])), 2, "not in the trash")
+
+
+def test_rm_purge_deletes_for_good_even_from_the_trash(convs: dict[str, int]) -> None:
+    invoke("rm", str(convs["sums"]), "--yes")
+    r = invoke("rm", "--purge", str(convs["sums"]), "--yes")
+    assert r.exit_code == 0 and "for good" in r.stderr
+    assert json.loads(invoke("trash", "--json").stdout) == []
+    one_line_error(invoke("restore", str(convs["sums"])), 2, "not in the trash")
+    invoke("rm", str(convs["evil"]), "--yes")
+    assert invoke("trash", "--empty").exit_code == 0
+    assert json.loads(invoke("trash", "--json").stdout) == []
+
+
+def test_list_and_search_filter_by_model(convs: dict[str, int]) -> None:
+    with HistoryStore.open() as s:
+        other = s.new_conversation("Other", "SmolLM2-135M")
+        s.add_user_message(other, "What is 2+2 for a small model?")
+    listed = json.loads(invoke("list", "--json", "--model", "smol").stdout)
+    assert [c["id"] for c in listed] == [other]
+    found = json.loads(invoke("search", "--json", "--model", "r1-7b", "2+2").stdout)
+    assert {h["conversation_id"] for h in found} == {convs["sums"]}
+
+
+def _on_a_terminal(home: Path, *args: str) -> str:
+    """`r1chat ARGS` with a pseudo-terminal for stdout: what it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("R1CHAT_")}
+    env.update({"R1CHAT_HOME": str(home), "NO_COLOR": "1", "TERM": "dumb", "HF_HUB_OFFLINE": "1"})
+    main, sub = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "r1chat", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=sub,
+        stderr=subprocess.PIPE,
+        env=env,
+        close_fds=True,
+    )
+    os.close(sub)
+    out = b""
+    while True:
+        ready, _, _ = select.select([main], [], [], 30)
+        if not ready:
+            break
+        try:
+            data = os.read(main, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    proc.wait(timeout=30)
+    os.close(main)
+    return out.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def test_lists_have_a_header_on_a_terminal_and_not_in_a_pipe(
+    home: Path, convs: dict[str, int], cli: Cli
+) -> None:
+    with HistoryStore.open() as s:
+        wide = s.new_conversation("什么是二加二？", "r1-7b")
+        s.add_user_message(wide, "什么是二加二？")
+        s.add_assistant_message(wide, "四", "二加二", {"completion_tokens": 1234}, "stop")
+    shown = _on_a_terminal(home, "history", "list").splitlines()
+    assert shown[0].split() == ["ID", "UPDATED", "MODEL", "MSGS", "TOKENS", "TITLE"]
+    # Columns line up by what the terminal shows: the title starts at one column in every row.
+    starts = {
+        line.index(title) for line, title in zip(shown[1:], ("什么", "Title", "Sums"), strict=True)
+    }
+    assert len(starts) == 1
+    assert "1,234" in shown[1]
+    piped = cli("history", "list").stdout.decode().splitlines()
+    assert len(piped) == 3 and not piped[0].startswith("ID")
+    models = _on_a_terminal(home, "models", "list").splitlines()
+    assert models[0].split() == ["MODEL", "SIZE", "STATE", "WHERE"]
+    assert not cli("models", "list").stdout.decode().startswith("  MODEL")

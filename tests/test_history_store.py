@@ -205,22 +205,24 @@ def test_migrations_run_in_order_from_the_stored_version(
         cid = chat(s, "old", ("q", "t", "a"))
     ran: list[int] = []
 
-    def v2(db: sqlite3.Connection) -> None:
-        ran.append(2)
+    n = len(history.MIGRATIONS)
+
+    def pin(db: sqlite3.Connection) -> None:
+        ran.append(n + 1)
         db.execute("ALTER TABLE conversations ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")
 
-    def v3(db: sqlite3.Connection) -> None:
-        ran.append(3)
+    def pin_all(db: sqlite3.Connection) -> None:
+        ran.append(n + 2)
         db.execute("UPDATE conversations SET pinned = 1")
 
-    monkeypatch.setattr(history, "MIGRATIONS", [*history.MIGRATIONS, v2, v3])
-    monkeypatch.setattr(history, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(history, "MIGRATIONS", [*history.MIGRATIONS, pin, pin_all])
+    monkeypatch.setattr(history, "SCHEMA_VERSION", n + 2)
     with HistoryStore.open(db_path) as s:
-        assert s.schema_version == 3
+        assert s.schema_version == n + 2
         assert s.get_conversation(cid).title == "old"
     with HistoryStore.open(db_path):
         pass
-    assert ran == [2, 3]  # once each, in order, and not again on the next open
+    assert ran == [n + 1, n + 2]  # once each, in order, and not again on the next open
     with raw(db_path) as db:
         assert db.execute("SELECT pinned FROM conversations").fetchall() == [(1,)]
 
@@ -468,7 +470,7 @@ def test_rename(store: HistoryStore) -> None:
         store.rename(cid, " \n ")
 
 
-def test_delete_cascades_to_messages_and_search(db_path: Path, store: HistoryStore) -> None:
+def test_delete_moves_to_the_trash_and_restore_brings_it_back(store: HistoryStore) -> None:
     keep = chat(store, "keep", ("needle kept", "t", "a"))
     gone = chat(store, "gone", ("needle gone", "needle thinking", "a"), ("q2", "t", "a"))
     store.delete(gone)
@@ -476,6 +478,64 @@ def test_delete_cascades_to_messages_and_search(db_path: Path, store: HistorySto
         store.get_conversation(gone)
     assert [c.id for c in store.list_conversations()] == [keep]
     assert {h.conversation_id for h in store.search("needle")} == {keep}
+    assert {h.conversation_id for h in store.search("thin")} == set()  # substring search too
+    assert store.latest_conversation_id() == keep
+    [trashed] = store.trash()
+    assert trashed.id == gone and trashed.deleted is not None and trashed.messages == 4
+    store.restore(gone)
+    assert store.get_conversation(gone).title == "gone" and store.trash() == []
+    assert {h.conversation_id for h in store.search("needle")} == {keep, gone}
+    with pytest.raises(R1ChatError, match="not in the trash"):
+        store.restore(gone)
+
+
+def test_the_trash_empties_itself_after_thirty_days(db_path: Path) -> None:
+    with HistoryStore.open(db_path) as s:
+        old = chat(s, "old", ("q", "t", "a"))
+        recent = chat(s, "recent", ("q", "t", "a"))
+        s.delete(old)
+        s.delete(recent)
+    with raw(db_path) as db:
+        db.execute(
+            "UPDATE conversations SET deleted_at = '2000-01-01T00:00:00.000Z' WHERE id = ?",
+            (old,),
+        )
+    with HistoryStore.open(db_path) as s:
+        assert [c.id for c in s.trash()] == [recent]
+        with raw(db_path) as db:
+            assert db.execute(
+                "SELECT count(*) FROM messages WHERE conversation_id = ?", (old,)
+            ).fetchone() == (0,)
+
+
+def test_conversation_ids_are_never_given_out_twice(store: HistoryStore) -> None:
+    first = chat(store, "one", ("q", "t", "a"))
+    last = chat(store, "two", ("q", "t", "a"))
+    store.purge(last)  # the highest id, gone for good: SQLite alone would give it out again
+    again = chat(store, "three", ("q", "t", "a"))
+    assert again > last > first
+
+
+def test_ids_stay_unique_in_a_file_from_before_the_trash(db_path: Path) -> None:
+    with HistoryStore.open(db_path) as s:
+        cid = chat(s, "old", ("q", "t", "a"))
+    with raw(db_path) as db:  # back to schema 2, as an older r1chat left it
+        db.execute("DROP TABLE meta")
+        db.execute("DROP INDEX conversations_deleted")
+        db.execute("ALTER TABLE conversations DROP COLUMN deleted_at")
+        db.execute("PRAGMA user_version = 2")
+    with HistoryStore.open(db_path) as s:
+        assert s.schema_version == history.SCHEMA_VERSION
+        assert s.get_conversation(cid).title == "old"
+        assert chat(s, "new", ("q", "t", "a")) == cid + 1
+
+
+def test_purge_cascades_to_messages_and_search(db_path: Path, store: HistoryStore) -> None:
+    keep = chat(store, "keep", ("needle kept", "t", "a"))
+    gone = chat(store, "gone", ("needle gone", "needle thinking", "a"), ("q2", "t", "a"))
+    store.delete(gone)
+    store.purge(gone)
+    assert store.trash() == []
     with raw(db_path) as db:
         assert (
             db.execute(
@@ -484,6 +544,36 @@ def test_delete_cascades_to_messages_and_search(db_path: Path, store: HistorySto
             == 0
         )
         db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+    assert {h.conversation_id for h in store.search("needle")} == {keep}
+
+
+def test_lists_show_sizes_and_filter_by_model(store: HistoryStore) -> None:
+    a = store.new_conversation("a", "DeepSeek-R1-Distill-Qwen-7B")
+    store.add_user_message(a, "q")
+    store.add_assistant_message(a, "x", "t", {"completion_tokens": 120}, "stop")
+    store.add_user_message(a, "q2")
+    store.add_assistant_message(a, "y", "t", {"completion_tokens": "junk"}, "stop")
+    b = store.new_conversation("b", "smollm2")
+    [row_b, row_a] = store.list_conversations()
+    assert (row_a.id, row_a.messages, row_a.tokens) == (a, 4, 120)
+    assert (row_b.id, row_b.messages, row_b.tokens) == (b, 0, 0)
+    assert [c.id for c in store.list_conversations(model="qwen-7b")] == [a]
+    assert [c.id for c in store.list_conversations(model="SMOL")] == [b]
+
+
+def test_search_ranks_the_best_match_first_then_the_newest(store: HistoryStore) -> None:
+    weak = chat(
+        store, "weak", ("a long question that mentions prime once among many words", "t", "a")
+    )
+    strong = chat(store, "strong", ("prime prime prime", "t", "a"))
+    newer = chat(
+        store, "newer", ("a long question that mentions prime once among many words", "t", "a")
+    )
+    hits = [h.conversation_id for h in store.search("prime")]
+    assert hits == [strong, newer, weak]
+    other = store.new_conversation("other model", "smollm2")
+    store.add_user_message(other, "prime prime prime prime")
+    assert [h.conversation_id for h in store.search("prime", model="smol")] == [other]
 
 
 @pytest.mark.parametrize(

@@ -310,7 +310,8 @@ def test_think_min_continues_after_wait(replay: list[ReplayServer]) -> None:
         result.thinking.strip() == "a Wait b c d".replace(" Wait", "Wait")
         or "Wait" in result.thinking
     )
-    assert s.requests[1][0]["messages"][-1]["content"] == "<think>\n aWait"
+    # "Wait" goes on a paragraph of its own, not glued to the last word.
+    assert s.requests[1][0]["messages"][-1]["content"] == "<think>\n a\n\nWait"
 
 
 def test_no_thinking_on_llama_server_asks_for_a_budget_of_zero(replay: list[ReplayServer]) -> None:

@@ -19,6 +19,7 @@ from r1chat.engines.llama import LlamaEngine, LoadOptions
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import (
     DEFAULT_BUDGET_MESSAGE,
+    Inject,
     LoopGuard,
     ReasoningParams,
     ThinkingControl,
@@ -75,8 +76,9 @@ def test_a_budget_ends_the_thinking_after_exactly_that_many_tokens(noise: LlamaE
     events, result = run(noise, control)
     closing = noise.tokenize(ReasoningParams().closing)
     assert control.tokens == 50  # sampled by the model; then r1chat's closing text
-    # The closing text counts as thinking up to and including </think>; "\n\n" is the answer's.
-    assert result.stats.thinking_tokens == 50 + len(closing) - 1
+    # The thinking's own tokens are the model's; the closing text r1chat wrote is counted apart.
+    assert result.stats.thinking_tokens == 50
+    assert result.stats.forced_tokens == len(closing)
     assert result.thinking.rstrip().endswith(DEFAULT_BUDGET_MESSAGE)
     assert result.thinking_ended == "budget" and result.answer
     [ended] = [e for e in events if isinstance(e, ThinkingEnded)]
@@ -120,9 +122,25 @@ def test_think_min_turns_an_early_close_into_wait(scripted: LlamaEngine) -> None
     assert plain.thinking == tiny_models.SCRIPT_THINKING  # closes after 7 tokens
     control = ThinkingControl(ReasoningParams(min_tokens=30))
     _, result = run(scripted, control, temperature=0)
-    assert result.thinking.startswith(tiny_models.SCRIPT_THINKING + "Wait")
+    # The model's thinking ended its line; "Wait" starts a paragraph of its own.
+    assert result.thinking.startswith(tiny_models.SCRIPT_THINKING + "\nWait")
     assert control.tokens >= 30 and result.thinking_ended == "model"
     assert result.answer == tiny_models.SCRIPT_ANSWER
+
+
+def test_think_min_never_glues_wait_to_the_last_word() -> None:
+    from r1chat.engines.scripted import ScriptedEngine
+
+    engine = ScriptedEngine("So it is four.</think>\n\nFour.")
+    control = ThinkingControl(ReasoningParams(min_tokens=8))
+    for ev in run_turn(engine, [], "q", SamplingParams(), control=control):
+        if isinstance(ev, TurnDone):
+            assert "four.Wait" not in ev.result.thinking
+            assert "So it is four.\n\nWait" in ev.result.thinking
+    assert Inject("Wait", apart=True).after("four.") == "\n\nWait"
+    assert Inject("Wait", apart=True).after("four.\n") == "\nWait"
+    assert Inject("Wait", apart=True).after("four.\n\n") == "Wait"
+    assert Inject("Time is up.").after("four.") == "Time is up."
 
 
 # --- the loop guard ----------------------------------------------------------------------------

@@ -270,6 +270,7 @@ def run_ask(
 ) -> int:
     """Stream the answer; 0, or 128 + the signal that stopped it (what came is kept)."""
     from r1chat.conversation import Conversation
+    from r1chat.endings import NO_ANSWER
     from r1chat.reasoning import ThinkingControl
     from r1chat.render import JsonRenderer, make_renderer, stats_line
     from r1chat.turn import ContextTrimmed, Delta, LoopNoticed, ThinkingEnded, TurnDone
@@ -319,4 +320,8 @@ def run_ask(
             raise R1ChatError(f"cannot write the answer: {e.strerror or e}") from None
     if print_stats:
         sys.stderr.write(stats_line(result) + "\n")
+    why = result.no_answer(settings.max_tokens)
+    if why is not None:
+        sys.stderr.write(f"r1chat: {why}\n")
+        return stop.exit_code or NO_ANSWER
     return stop.exit_code

@@ -69,6 +69,7 @@ def run_samples(
     attachments: list[dict[str, Any]] | None = None,
 ) -> int:
     """k replies through `Conversation.ask_samples` (which saves them), then the vote."""
+    from r1chat.endings import NO_ANSWER
     from r1chat.many import SampleEvent, SamplesDone, progress
     from r1chat.turn import ContextTrimmed, LoopNoticed
 
@@ -104,7 +105,7 @@ def run_samples(
         which = ", ".join(str(i) for i in sorted(loops))
         sys.stderr.write(f"r1chat: note: the thinking of sample {which} repeats itself\n")
     if not result.samples:
-        sys.stderr.write("r1chat: stopped before any sample began\n")
+        pass  # nothing to show; the line below says why
     elif json_out:
         sys.stdout.write(safe_json(as_json(result), indent=None) + "\n")
     elif live is not None:
@@ -114,6 +115,10 @@ def run_samples(
     sys.stdout.flush()
     if print_stats and result.samples:
         sys.stderr.write(stats_line(result) + "\n")
+    why = result.no_answer()
+    if why is not None:
+        sys.stderr.write(f"r1chat: {why}\n")
+        return stop.exit_code or NO_ANSWER
     return stop.exit_code
 
 
@@ -139,7 +144,10 @@ def as_json(result: Samples) -> dict[str, Any]:
     from dataclasses import asdict
 
     chosen = result.chosen()
+    why = result.no_answer()
     return {
+        "answered": why is None,
+        "no_answer": why,
         "question": result.question,
         "model": result.model,
         "samples": [s.to_dict() for s in result.samples],

@@ -1,4 +1,5 @@
-"""`r1chat history ...`: list, show, search, export, rename and delete saved conversations.
+"""`r1chat history ...`: list, show, search, export, rename, delete (to the trash), restore and
+purge saved conversations.
 
 Human-readable output is plain text run through `sanitize` (stored model text is untrusted);
 `--json` output is exact, with every control character escaped.
@@ -25,13 +26,20 @@ from r1chat.sanitize import safe_json
 if TYPE_CHECKING:
     from r1chat.history import ConversationSummary, HistoryStore, Message
 
-history_app = sub_app("List, show, search, export, rename and delete saved conversations.")
+history_app = sub_app(
+    "List, show, search, export, rename and delete saved conversations (deleted ones go to the"
+    " trash for 30 days: `restore` brings them back)."
+)
 
 IdArg = Annotated[
     int,
     typer.Argument(help="Conversation id (see `r1chat history list`)", metavar="ID", **ID_RANGE),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+ModelFilterOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Only conversations whose model's name holds this"),
+]
 
 
 class Format(StrEnum):
@@ -68,25 +76,44 @@ def _store() -> Iterator[HistoryStore]:
         yield store
 
 
+def conversation_rows(convs: list[ConversationSummary]) -> str:
+    from r1chat.commands.table import table
+
+    return table(
+        ("ID", "UPDATED", "MODEL", "MSGS", "TOKENS", "TITLE"),
+        [
+            (
+                str(c.id),
+                _local(c.updated),
+                c.model or "?",
+                str(c.messages),
+                f"{c.tokens:,}",
+                c.title,
+            )
+            for c in convs
+        ],
+        right=(0, 3, 4),
+    )
+
+
 @history_app.command("list")
 def list_cmd(
     json_out: JsonOpt = False,
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=1, help="Show at most this many")
     ] = None,
+    model: ModelFilterOpt = None,
 ) -> None:
-    """Saved conversations, most recently active first."""
+    """Saved conversations, most recently active first: when, which model, how big."""
     with _store() as store:
-        convs = store.list_conversations(limit)
+        convs = store.list_conversations(limit, model=model)
     if json_out:
         sys.stdout.write(safe_json([c.to_dict() for c in convs]) + "\n")
         return
     if not convs:
         sys.stderr.write("r1chat: no saved conversations\n")
         return
-    _say(
-        "".join(f"{c.id:>5}  {_local(c.updated)}  {c.messages:>4} msgs  {c.title}\n" for c in convs)
-    )
+    sys.stdout.write(conversation_rows(convs))
 
 
 def render_text(
@@ -170,15 +197,16 @@ def search_cmd(
     ],
     json_out: JsonOpt = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Most hits")] = 20,
+    model: ModelFilterOpt = None,
 ) -> None:
-    """Find messages whose question, answer or thinking contain the words."""
+    """Find messages whose question, answer or thinking contain the words, best match first."""
     text = " ".join(query)
     if not text.strip():
         from r1chat.commands.errors import fail
 
         fail("empty search query", 2)
     with _store() as store:
-        hits = store.search(text, limit)
+        hits = store.search(text, limit, model=model)
     if json_out:
         sys.stdout.write(safe_json([h.to_dict() for h in hits]) + "\n")
         return
@@ -235,21 +263,29 @@ def export_cmd(
 def rm_cmd(
     conv_id: IdArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    purge: Annotated[
+        bool,
+        typer.Option("--purge", help="Delete for good (from the trash too), not to the trash"),
+    ] = False,
 ) -> None:
-    """Delete a conversation and its messages (asks first unless --yes)."""
+    """Move a conversation to the trash (asks first unless --yes); `restore` brings it back
+    within 30 days. --purge deletes it for good."""
     from r1chat.commands.errors import fail
+    from r1chat.history import TRASH_DAYS
 
     with _store() as store:
-        conv = store.get_conversation(conv_id)
+        conv = next((c for c in store.trash() if c.id == conv_id), None) if purge else None
+        conv = conv or store.get_conversation(conv_id)
         if not yes:
             if not stdin_is_terminal():
                 fail(f"not deleting conversation {conv_id} without confirmation: pass --yes", 2)
             from r1chat.sanitize import sanitize
 
+            how = "for good" if purge else "to the trash"
             try:
                 ok = typer.confirm(
                     f'Delete conversation {conv_id} "{sanitize(conv.title)}" '
-                    f"({conv.messages} messages)?",
+                    f"({conv.messages} messages) {how}?",
                     default=False,
                 )
             except typer.Abort:
@@ -257,8 +293,50 @@ def rm_cmd(
             if not ok:
                 sys.stderr.write(f"r1chat: kept conversation {conv_id}\n")
                 raise typer.Exit(1)
-        store.delete(conv_id)
-    sys.stderr.write(f"r1chat: deleted conversation {conv_id}\n")
+        if purge:
+            store.purge(conv_id)
+        else:
+            store.delete(conv_id)
+    if purge:
+        sys.stderr.write(f"r1chat: deleted conversation {conv_id} for good\n")
+    else:
+        sys.stderr.write(
+            f"r1chat: moved conversation {conv_id} to the trash; `r1chat history restore"
+            f" {conv_id}` brings it back (the trash is emptied after {TRASH_DAYS} days)\n"
+        )
+
+
+@history_app.command("restore")
+def restore_cmd(conv_id: IdArg) -> None:
+    """Bring a conversation back from the trash."""
+    with _store() as store:
+        store.restore(conv_id)
+        conv = store.get_conversation(conv_id)
+    sys.stderr.write(f"r1chat: restored conversation {conv_id}\n")
+    _say(f"{conv.id}  {conv.title}\n")
+
+
+@history_app.command("trash")
+def trash_cmd(
+    json_out: JsonOpt = False,
+    empty: Annotated[
+        bool, typer.Option("--empty", help="Delete everything in it for good")
+    ] = False,
+) -> None:
+    """The conversations in the trash (emptied of what is older than 30 days on its own)."""
+    with _store() as store:
+        convs = store.trash()
+        if empty:
+            for c in convs:
+                store.purge(c.id)
+            sys.stderr.write(f"r1chat: deleted {len(convs)} conversations for good\n")
+            return
+    if json_out:
+        sys.stdout.write(safe_json([c.to_dict() for c in convs]) + "\n")
+    elif not convs:
+        sys.stderr.write("r1chat: the trash is empty\n")
+    else:
+        sys.stdout.write(conversation_rows(convs))
 
 
 @history_app.command("rename")

@@ -37,13 +37,24 @@ def list_cmd(
         out = {"cache_dir": str(model_cache_dir()), "models": [r.to_dict() for r in rows]}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return
-    width = max(len(r.name) for r in rows)
-    for r in rows:
-        mark = "*" if r.default else " "
-        state = "downloaded" if r.downloaded else "-"
-        size = human_size(r.size) if r.downloaded else f"~{human_size(r.size)}"
-        where = r.path if r.downloaded else r.ref
-        sys.stdout.write(f"{mark} {r.name:<{width}}  {size:>10}  {state:<10}  {where}\n")
+    from r1chat.commands.table import table
+
+    sys.stdout.write(
+        table(
+            ("", "MODEL", "SIZE", "STATE", "WHERE"),
+            [
+                (
+                    "*" if r.default else " ",
+                    r.name,
+                    human_size(r.size) if r.downloaded else f"~{human_size(r.size)}",
+                    "downloaded" if r.downloaded else "-",
+                    str(r.path if r.downloaded else r.ref),
+                )
+                for r in rows
+            ],
+            right=(2,),
+        )
+    )
     sys.stdout.write(f"\ncache: {model_cache_dir()}   (* the default model)\n")
 
 

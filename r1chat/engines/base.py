@@ -33,8 +33,9 @@ class Stats:
     cached_tokens: int = 0  # prompt tokens reused from the KV cache of an earlier turn
     evaluated_tokens: int = 0  # prompt tokens actually run through the model this turn
     completion_tokens: int = 0
-    thinking_tokens: int = 0
-    answer_tokens: int = 0
+    thinking_tokens: int = 0  # written by the model inside its thinking
+    answer_tokens: int = 0  # written by the model after it
+    forced_tokens: int = 0  # written by r1chat: a budget's closing text, think-min's word
     ttft_s: float = 0.0
     thinking_s: float = 0.0  # from the first token to the end of the thinking
     ttfa_s: float = 0.0  # time to the first answer token

@@ -150,7 +150,9 @@ def _new_context(
 def _longest_steer(engine: BatchModel, controls: Sequence[ThinkingControl | None]) -> int:
     """The most tokens one sequence can feed in a step: its sampled token and what r1chat
     writes into its thinking (the budget's closing text, or think-min's word)."""
-    texts = {t for c in controls if c is not None for t in (c.params.closing, c.params.wait)}
+    texts = {
+        t for c in controls if c is not None for t in (c.params.closing, "\n\n" + c.params.wait)
+    }
     return 1 + max((len(engine.tokenize(t)) for t in texts), default=0)
 
 

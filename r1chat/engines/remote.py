@@ -381,7 +381,7 @@ class RemoteEngine:
                         elif isinstance(steer, Inject) and self.kind.continues:
                             # R1's template drops what precedes a closing tag from the message it
                             # continues: the closing text goes in without it, the model closes.
-                            inject = steer.text
+                            inject = steer.after("".join(thinking[-2:]))
                             if part == "think":
                                 inject = inject.replace(CLOSE_TAG, "").rstrip() + "\n"
                                 steering = False

@@ -43,6 +43,7 @@ class TokenStep:
         "_decode",
         "_end_id",
         "_ignore_eos",
+        "_last",
         "_limit",
         "_one",
         "_thinking",
@@ -70,6 +71,7 @@ class TokenStep:
         self._thinking = control is not None and end_id is not None
         self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
         self._one = [0]
+        self._last = ""  # the last text shown: where something r1chat writes goes after it
         self.feed: list[int] = self._one
         self.finish: FinishReason | None = None
         self.n = 0
@@ -97,7 +99,10 @@ class TokenStep:
             self.finish = "length"
         self._one[0] = tok
         self.feed = self._one
-        return [Token(tok, self._decode(piece))]
+        text = self._decode(piece)
+        if text:
+            self._last = text
+        return [Token(tok, text)]
 
     def close(self) -> Token | None:
         """What the UTF-8 decoder still holds when the sequence ends (a split character)."""
@@ -119,7 +124,7 @@ class TokenStep:
             self.finish = "cancelled"
             return []
         vocab = self._vocab
-        forced = vocab.tokenize(steer.text)
+        forced = vocab.tokenize(steer.after(self._last))
         self._thinking = self._end_id not in forced
         fed = forced if steer.drop else [tok, *forced]
         first_forced = 0 if steer.drop else 1
@@ -131,7 +136,10 @@ class TokenStep:
             piece = vocab.pieces.get(t)
             if piece is None:
                 piece = vocab.piece(t)
-            shown.append(Token(t, self._decode(piece), i >= first_forced))
+            text = self._decode(piece)
+            if text:
+                self._last = text
+            shown.append(Token(t, text, i >= first_forced))
         if self.n >= self._limit:
             self.finish = "length"
         self.feed = fed[: len(shown)]

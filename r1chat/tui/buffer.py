@@ -23,6 +23,7 @@ class Chunk:
     answer: str
     think_tokens: int
     answer_tokens: int
+    forced_tokens: int
     first_at: float | None  # clock time of the first text
     answer_at: float | None  # clock time of the answer's first text
 
@@ -39,6 +40,7 @@ class TurnBuffer:
         self._clean = {"think": StreamSanitizer(), "answer": StreamSanitizer()}
         self._think_tokens = 0
         self._answer_tokens = 0
+        self._forced_tokens = 0
         self._first_at: float | None = None
         self._answer_at: float | None = None
 
@@ -48,6 +50,7 @@ class TurnBuffer:
         with self._lock:
             self._think_tokens = delta.think_tokens
             self._answer_tokens = delta.answer_tokens
+            self._forced_tokens = delta.forced_tokens
             if self._first_at is None:
                 self._first_at = now
             if delta.kind == "think":
@@ -76,6 +79,7 @@ class TurnBuffer:
                 answer,
                 self._think_tokens,
                 self._answer_tokens,
+                self._forced_tokens,
                 self._first_at,
                 self._answer_at,
             )

@@ -33,7 +33,7 @@ from r1chat.reasoning import ReasoningParams, ThinkingControl
 from r1chat.sanitize import sanitize
 from r1chat.tui import messages
 from r1chat.tui.buffer import Chunk, TurnBuffer
-from r1chat.tui.text import thinking_title
+from r1chat.tui.text import ended_title, thinking_title
 from r1chat.turn import (
     ContextTrimmed,
     Delta,
@@ -211,28 +211,36 @@ class LiveTurn:
         thinking = not self.answer_started and self.thinking_ended is None
         return messages.Meter(tok_s, ttft, (self.prompt_tokens or 0) + n, thinking)
 
-    def title(self, chunk: Chunk, now: float, *, stopped: bool = False) -> str:
+    def title(self, chunk: Chunk, now: float) -> str:
+        """While it streams: live until the thinking ends, then how long it took."""
         ended = self.thinking_ended
-        if ended is None and not self.answer_started and not stopped:
+        if ended is None and not self.answer_started:
             return thinking_title(
-                "thinking", now - self.started_at, chunk.think_tokens, budget=self.reasoning.budget
+                now - self.started_at, chunk.think_tokens, budget=self.reasoning.budget
             )
         think_end = chunk.answer_at if chunk.answer_at is not None else now
-        return thinking_title(
-            "stopped" if stopped else "done",
+        return ended_title(
             think_end - self.started_at,
             chunk.think_tokens,
-            ended=ended.how if ended else None,
+            ended=ended.how if ended else "model",
+            forced=chunk.forced_tokens,
         )
 
     def finish(self, chunk: Chunk, result: TurnResult, now: float) -> None:
         """The reply ended (finished, stopped or cut off): its final title, box and note."""
         view = self.view
         stats = result.stats
-        stopped = result.finish_reason == "cancelled"
         view.end_stream()
-        chunk.think_tokens = stats.thinking_tokens
-        view.set_title(self.title(chunk, now, stopped=stopped and not self.answer_started))
+        think_end = chunk.answer_at if chunk.answer_at is not None else now
+        view.set_title(
+            ended_title(
+                think_end - self.started_at,
+                stats.thinking_tokens,
+                finish=result.finish_reason,
+                ended=result.thinking_ended,
+                forced=stats.forced_tokens,
+            )
+        )
         if result.boxed:
             view.show_boxed(sanitize(result.boxed))
         note = finish_note(result.finish_reason, stats.completion_tokens, result.thinking_ended)
@@ -243,7 +251,10 @@ class LiveTurn:
         what = str(error) if isinstance(error, R1ChatError) else f"{type(error).__name__}: {error}"
         self.view.end_stream()
         self.view.show_note(f"Error: {sanitize(what)}", error=True)
-        self.view.set_title(self.title(chunk, now, stopped=True))
+        ended = self.thinking_ended.how if self.thinking_ended else None
+        self.view.set_title(
+            ended_title(now - self.started_at, chunk.think_tokens, finish="cancelled", ended=ended)
+        )
 
     async def finish_samples(self, result: Samples) -> None:
         """The samples ended: the chosen one shown, the vote, and each sample to open."""

@@ -25,22 +25,42 @@ def tokens(n: int) -> str:
     return f"{count(n)} token" + ("" if n == 1 else "s")
 
 
-def thinking_title(
-    state: str,
-    elapsed_s: float,
+def thinking_title(elapsed_s: float, n_tokens: int, *, budget: int | None = None) -> str:
+    """The thinking pane's title while it streams: "Thinking… 12s · 1,234 / 4,096 tokens" with
+    a budget (the model's own tokens against it)."""
+    done = f"{count(n_tokens)} / {tokens(budget)}" if budget else tokens(n_tokens)
+    return f"Thinking… {seconds(elapsed_s)} · {done}"
+
+
+def ended_title(
+    elapsed_s: float | None,
     n_tokens: int,
     *,
-    budget: int | None = None,
+    finish: str | None = "stop",
     ended: str | None = None,
+    forced: int = 0,
 ) -> str:
-    """The thinking pane's title: live while it streams ("Thinking… 12s · 1,234 / 4,096
-    tokens" with a budget), a summary once it is over, saying how r1chat ended it if it did."""
-    if state == "thinking":
-        done = f"{count(n_tokens)} / {tokens(budget)}" if budget else tokens(n_tokens)
-        return f"Thinking… {seconds(elapsed_s)} · {done}"
-    verb = "Stopped after" if state == "stopped" else "Thought for"
+    """The thinking pane's title once the reply is over, saying what ended the thinking: the
+    model, or r1chat (budget, loop, answer now), or the token limit or a stop before it could
+    end. `n_tokens` are the model's own; what r1chat wrote to close it is counted apart."""
+    if ended is not None:
+        verb = "Thought"
+    elif finish == "length":
+        verb = "Cut at the token limit"
+    elif finish == "cancelled":
+        verb = "Stopped"
+    else:
+        verb = "Thought"
+    if elapsed_s is not None:
+        verb += " for " if verb == "Thought" else " after "
+        verb += seconds(elapsed_s)
+    title = f"{verb} · {tokens(n_tokens)}" if n_tokens or elapsed_s is not None else verb
     how = thinking_note(ended)
-    return f"{verb} {seconds(elapsed_s)} · {tokens(n_tokens)}" + (f" · {how}" if how else "")
+    if how:
+        title += f" · {how}"
+    if forced:
+        title += f" (+{count(forced)} to close it)"
+    return title
 
 
 def last_code_block(markdown: str) -> str | None:
@@ -59,14 +79,6 @@ def last_code_block(markdown: str) -> str | None:
     if not blocks:
         return None
     return blocks[-1].removesuffix("\n")
-
-
-def saved_thinking_title(stopped: bool, n_tokens: int, ended: str | None = None) -> str:
-    """The pane title of a turn shown from the history (how long it took is not kept)."""
-    verb = "Stopped" if stopped else "Thought"
-    title = f"{verb} · {tokens(n_tokens)}" if n_tokens else verb
-    how = thinking_note(ended)
-    return f"{title} · {how}" if how else title
 
 
 def load_failure(error: BaseException) -> tuple[str, str]:

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from r1chat.tui.text import last_code_block, thinking_title
+from r1chat.tui.text import ended_title, last_code_block, thinking_title
 
 
 def test_title_while_thinking_and_after() -> None:
-    assert thinking_title("thinking", 12.7, 340) == "Thinking… 12s · 340 tokens"
-    assert thinking_title("done", 34.2, 1204) == "Thought for 34s · 1,204 tokens"
-    assert thinking_title("done", 65, 1) == "Thought for 1m 05s · 1 token"
-    assert thinking_title("stopped", 3, 9) == "Stopped after 3s · 9 tokens"
+    assert thinking_title(12.7, 340) == "Thinking… 12s · 340 tokens"
+    assert thinking_title(12.7, 340, budget=4096) == "Thinking… 12s · 340 / 4,096 tokens"
+    assert ended_title(34.2, 1204, ended="model") == "Thought for 34s · 1,204 tokens"
+    assert ended_title(65, 1, ended="model") == "Thought for 1m 05s · 1 token"
+    assert ended_title(3, 9, finish="cancelled") == "Stopped after 3s · 9 tokens"
+
+
+def test_the_title_says_what_ended_the_thinking_whatever_it_was() -> None:
+    # The token limit during the thinking: not a live "Thinking…" left behind.
+    assert ended_title(6, 200, finish="length") == "Cut at the token limit after 6s · 200 tokens"
+    # A budget counts the model's own tokens; the closing sentence is shown apart.
+    assert (
+        ended_title(4, 60, ended="budget", forced=17)
+        == "Thought for 4s · 60 tokens · budget reached (+17 to close it)"
+    )
+    assert ended_title(2, 30, ended="loop") == "Thought for 2s · 30 tokens · loop cut"
+    assert ended_title(2, 30, ended="user") == "Thought for 2s · 30 tokens · answered on request"
+    # From the history, where an old reply's time may not be kept.
+    assert ended_title(None, 9, ended="model") == "Thought · 9 tokens"
+    assert ended_title(None, 0, finish="cancelled") == "Stopped"
 
 
 def test_last_code_block_is_the_last_fence_body() -> None:

@@ -10,7 +10,7 @@ from textual.widgets import Collapsible, Static, TextArea
 from r1chat.conversation import Reply
 from r1chat.endings import finish_note
 from r1chat.sanitize import sanitize
-from r1chat.tui.text import saved_thinking_title
+from r1chat.tui.text import ended_title
 from r1chat.tui.widgets.answer import AnswerView, BlockRenders
 
 
@@ -180,19 +180,20 @@ class TurnView(Vertical):
             self.show_note("No reply was saved.")
             return
         answer = sanitize(reply.answer)
-        tokens = reply.stats.get("thinking_tokens", 0)
-        title = saved_thinking_title(
-            reply.stopped and not answer.strip(),
-            tokens if isinstance(tokens, int) else 0,
-            reply.thinking_ended,
+        title = ended_title(
+            reply.figure("thinking_s"),
+            int(reply.figure("thinking_tokens") or 0),
+            finish=reply.finish_reason,
+            ended=reply.thinking_ended,
+            forced=int(reply.figure("forced_tokens") or 0),
         )
         await self.show_saved(sanitize(reply.thinking), answer, title)
         if reply.boxed:
             self.show_boxed(sanitize(reply.boxed))
-        completion = reply.stats.get("completion_tokens")
+        completion = reply.figure("completion_tokens")
         note = finish_note(
             reply.finish_reason,
-            completion if isinstance(completion, int) else None,
+            int(completion) if completion is not None else None,
             reply.thinking_ended,
         )
         if note is not None:
