@@ -19,6 +19,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.markup import escape
 from textual.widgets import Footer, Static
 
 from r1chat.config import Settings
@@ -93,6 +94,7 @@ class R1ChatApp(App[None]):
         self.prompt = PromptInput(id="prompt")
         self.status = StatusLine(id="status")
         self.sidebar = Sidebar(chats.store, id="sidebar")
+        self.sidebar.busy = lambda: self.conversation_id if self.chat.busy else None
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
 
@@ -265,15 +267,14 @@ class R1ChatApp(App[None]):
             await self.chat.when_idle(lambda: self._open_conversation(cid))
         focus_now(self.prompt)
 
-    def on_sidebar_delete_asked(self, event: Sidebar.DeleteAsked) -> None:
-        if event.conversation_id == self.conversation_id and self.chat.busy:
-            self.notify("Still answering in that conversation: Esc stops it.")
-            return
-        self.sidebar.ask_delete(event.conversation_id)
-
     async def on_sidebar_deleted(self, event: Sidebar.Deleted) -> None:
         if event.conversation_id == self.conversation_id:
-            await self._clear_chat()
+            await self._clear_chat(focus=False)  # the list keeps it: u undoes
+        title = escape(sanitize(event.title).replace("\n", " "))
+        self.notify(
+            f"“{title}” is in the trash. [@click=app.undo_delete]Undo[/] (u in the list)",
+            timeout=10,
+        )
 
     # --- actions ---
 
@@ -310,12 +311,13 @@ class R1ChatApp(App[None]):
     async def action_new_chat(self) -> None:
         await self.chat.when_idle(self._clear_chat)
 
-    async def _clear_chat(self) -> None:
+    async def _clear_chat(self, focus: bool = True) -> None:
         await self.chat.clear()
         if self.engine is not None:
             self.status.set(ctx_used=0, tok_s=None, ttft_s=None, state="ready")
         self._refresh_sidebar()
-        focus_now(self.prompt)
+        if focus:
+            focus_now(self.prompt)
 
     def action_toggle_thinking(self) -> None:
         view = self.chat.target_turn(self.focused)
@@ -421,11 +423,13 @@ class R1ChatApp(App[None]):
         else:
             self.sidebar.reveal(self.conversation_id)
 
-    def action_search_history(self) -> None:
-        self.sidebar.reveal(self.conversation_id, search=True)
+    async def action_undo_delete(self) -> None:
+        cid = self.sidebar.undo_delete()
+        if cid is not None and self.conversation_id is None and not self.chat.busy:
+            await self._open_conversation(cid)
 
     def action_rename_conversation(self) -> None:
         self.sidebar.ask_rename(self.conversation_id)
 
     def action_delete_conversation(self) -> None:
-        self.sidebar.delete_asked(self.conversation_id)
+        self.sidebar.ask_delete(self.conversation_id)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -16,6 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from r1chat.errors import R1ChatError
+from r1chat.tui.keys import OrderedKeys, PendingKey, deliver
 
 T = TypeVar("T")
 
@@ -27,7 +28,44 @@ class Entered(Generic[T]):
     value: T
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class Dialog(ModalScreen[T]):
+    """A modal dialog whose keys arrive in the order typed: keys typed before its field had
+    the focus (sent on by the widget below as PendingKeys) go to the field, in order."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: list[events.Key] = []
+
+    def on_pending_key(self, event: PendingKey) -> None:
+        event.stop()
+        event.prevent_default()
+        self._pending.append(event)
+        self._hand_on()
+
+    def on_screen_resume(self) -> None:
+        # After Textual's own handler has given the field the focus.
+        self.call_after_refresh(self._hand_on)
+
+    def _hand_on(self) -> None:
+        focused = self.focused
+        if focused is None:
+            return
+        pending, self._pending = self._pending, []
+        for key in pending:
+            # Made by the app, as a typed key is: one made here would stop bubbling at this
+            # screen (its sender) and never reach the app, which runs the dialog's bindings (y).
+            self.app.call_next(deliver, focused, key.key, key.character)
+
+
+class DialogInput(OrderedKeys, Input):
+    pass
+
+
+class DialogButton(OrderedKeys, Button):
+    pass
+
+
+class ConfirmScreen(Dialog[bool]):
     """Dismissed with True only by the confirm button (or y); Esc, n and Cancel say no."""
 
     AUTO_FOCUS = "#cancel"  # the safe choice: Enter right away cancels
@@ -46,8 +84,8 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield Static(Content(self.question), classes="dialog-text", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button(Content(self.confirm), variant="error", id="confirm")
-                yield Button(Content("Cancel"), id="cancel")
+                yield DialogButton(Content(self.confirm), variant="error", id="confirm")
+                yield DialogButton(Content("Cancel"), id="cancel")
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
@@ -57,7 +95,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class TextPromptScreen(ModalScreen[Entered[Any] | None]):
+class TextPromptScreen(Dialog[Entered[Any] | None]):
     """Asks for one line of text; Enter gives it back through `check` (which turns it into a
     value, or raises R1ChatError: the dialog stays and shows why), Esc gives None."""
 
@@ -76,7 +114,7 @@ class TextPromptScreen(ModalScreen[Entered[Any] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(Content(self.label), classes="dialog-text", markup=False)
-            yield Input(self.value, id="dialog-input")
+            yield DialogInput(self.value, id="dialog-input")
             error = Static("", classes="dialog-error", markup=False)
             error.display = False
             yield error
@@ -96,7 +134,7 @@ class TextPromptScreen(ModalScreen[Entered[Any] | None]):
         self.dismiss(None)
 
 
-class FilePickerScreen(ModalScreen[str | None]):
+class FilePickerScreen(Dialog[str | None]):
     """Pick a file to attach: type its path (Enter), or walk the folder tree and select one."""
 
     AUTO_FOCUS = "#file-path"
@@ -116,7 +154,7 @@ class FilePickerScreen(ModalScreen[str | None]):
                 classes="dialog-text",
                 markup=False,
             )
-            yield Input(placeholder="path/to/file", id="file-path")
+            yield DialogInput(placeholder="path/to/file", id="file-path")
             yield DirectoryTree(self.root, id="file-tree")
 
     @on(Input.Submitted, "#file-path")

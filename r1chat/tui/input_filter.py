@@ -13,6 +13,10 @@ Two things Textual's input parser (8.2.8) gets wrong, both seen when keys arrive
   reply, and the question merged with the next. Such an ESC is sent on as the Escape key's
   unambiguous kitty-protocol form, CSI 27 u. ESC before a printable key (Alt+x), a sequence
   introducer ("[", "O") or Enter, Tab and Backspace (Alt+Enter and friends) is left alone.
+- The same when the Escape ends one read and the control key starts the next (tmux send-keys
+  Escape, then C-s): the parser read ESC + Ctrl+S across reads as "^" and Ctrl+S. A read that
+  ends in a lone ESC keeps it until the next read says what it is, or until the parser's next
+  tick (at most 0.1 s later), when it is the Escape key.
 """
 
 from __future__ import annotations
@@ -41,8 +45,12 @@ class InputFilter:
         self.in_paste = False
         self._tail = ""  # the last characters outside a paste, to spot PASTE_START
         self._held = ""  # inside a paste: what may yet be the start of PASTE_END
+        self.held_escape = False  # a read ended in a lone ESC: what it is comes next
 
     def __call__(self, data: str) -> str:
+        if self.held_escape:
+            self.held_escape = False
+            data = ESC + data
         if not self.in_paste and ESC not in data and not self._tail:
             return data  # the common case: typed keys
         out: list[str] = []
@@ -64,6 +72,10 @@ class InputFilter:
             if self._held == PASTE_END:
                 out.append(PASTE_END)
                 self.in_paste, self._held = False, ""
+        if out and out[-1] == ESC and not self.in_paste:
+            out.pop()
+            self.held_escape = True
+            self._tail = self._tail[:-1]  # it goes through again with the next read
         return "".join(out)
 
 
@@ -73,7 +85,15 @@ class FilteringParser(XTermParser):
         self._filter = InputFilter()
 
     def feed(self, data: str) -> Iterable[Any]:
-        return super().feed(self._filter(data))
+        data = self._filter(data)
+        # An empty feed is the end of input to Textual's parser: a held ESC is no such thing.
+        return super().feed(data) if data else ()
+
+    def tick(self) -> Iterable[Any]:
+        if self._filter.held_escape:  # nothing followed it: the Escape key
+            self._filter.held_escape = False
+            yield from super().feed(ESCAPE_KEY)
+        yield from super().tick()
 
 
 def install() -> None:

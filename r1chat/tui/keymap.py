@@ -42,7 +42,7 @@ KEYS: list[BindingType] = [
 MAIN_SCREEN_ONLY = frozenset(
     {
         "toggle_sidebar",
-        "search_history",
+        "undo_delete",
         "rename_conversation",
         "delete_conversation",
         "think_budget",

@@ -8,8 +8,13 @@ that take keys mix in `OrderedKeys`:
 
 - a key that reaches a widget after an earlier key moved the focus goes on to the focused one,
   in order (`focus_now` moves the focus at once; Textual's `focus()` waits a turn);
+- a key that reaches a widget after an earlier key opened a dialog (F8, F12, Ctrl+F, d…) goes
+  on to the dialog, in order: to its focused widget, or to the dialog itself before it has one
+  (a `Dialog` hands it on once its field has the focus); and a key that reaches a dialog's field
+  after an earlier key closed the dialog goes back to the screen below;
 - a non-printable key runs its binding right here, on this widget's chain up to the app,
-  instead of after bubbling through every parent's queue.
+  instead of after bubbling through every parent's queue; a printable one only when the widget
+  itself binds it (elsewhere a letter is text).
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ else:
     _Base = object
 
 
-async def run_binding(widget: Widget, key: str) -> bool:
+async def run_binding(widget: Widget, key: str, *, own: bool = False) -> bool:
     """Run the first enabled non-priority binding of `key` from `widget` up to the app (priority
-    bindings have had their turn before the key was delivered)."""
-    for node in widget.ancestors_with_self:
+    bindings have had their turn before the key was delivered); `own`: the widget's alone."""
+    for node in [widget] if own else widget.ancestors_with_self:
         for binding in node._bindings.key_to_bindings.get(key, ()):
             if not binding.priority and await widget.app.run_action(binding.action, node):
                 return True
@@ -40,15 +45,37 @@ def focus_now(widget: Widget) -> None:
     widget.screen.set_focus(widget)
 
 
+def deliver(widget: Widget, key: str, character: str | None) -> None:
+    """Hand `key` to `widget` as the app hands it a typed key: marked as forwarded, so that,
+    unhandled, it bubbles to the app's bindings once instead of being taken for a new key."""
+    widget._forward_event(events.Key(key, character))
+
+
+class PendingKey(events.Key):
+    """A key sent on to a dialog that has no focused widget yet: the dialog hands it to its
+    field once it has one (r1chat.tui.dialogs.Dialog)."""
+
+
 class OrderedKeys(_Base):
     async def _on_key(self, event: events.Key) -> None:
+        top = self.app.screen
+        if top is not self.screen:
+            event.stop()
+            event.prevent_default()
+            if top.focused is not None:
+                deliver(top.focused, event.key, event.character)
+            else:
+                top.post_message(PendingKey(event.key, event.character))
+            return
         focused = self.screen.focused
         if focused is not None and focused is not self:
             event.stop()
             event.prevent_default()
-            focused.post_message(events.Key(event.key, event.character))
+            deliver(focused, event.key, event.character)
             return
-        if not event.is_printable and await run_binding(self, event.key):
+        # A letter is text where it is typed, but the widget's own key where it binds one (the
+        # sidebar list's r and d): run now, so a dialog it opens takes the keys after it.
+        if await run_binding(self, event.key, own=event.is_printable):
             event.stop()
             event.prevent_default()
         # Otherwise Textual goes on to the widget's own `_on_key` (this one runs first).

@@ -105,23 +105,27 @@ COMMANDS: tuple[Command, ...] = (
         "F8",
     ),
     Command(
-        "History sidebar", "Show or hide the saved conversations", "toggle_sidebar", "Ctrl+S / F5"
+        "History sidebar",
+        "Show or hide the saved conversations; it opens in its search box (type to search,"
+        " model:NAME filters, ↓ to the list)",
+        "toggle_sidebar",
+        "Ctrl+S / F5",
     ),
     Command(
-        "Search history",
-        "Search every saved question, answer and thinking",
-        "search_history",
-        "Ctrl+S, type",
+        "Undo delete",
+        "Bring back the conversation deleted last (from the trash)",
+        "undo_delete",
+        "u (in the sidebar's list)",
     ),
     Command(
         "Rename conversation",
-        "Rename this conversation (in the sidebar: r)",
+        "Rename this conversation (in the sidebar's list: r)",
         "rename_conversation",
         "r",
     ),
     Command(
         "Delete conversation",
-        "Delete this conversation, after a confirmation (in the sidebar: d)",
+        "Move this conversation to the trash, after a confirmation (in the sidebar's list: d)",
         "delete_conversation",
         "d",
     ),

@@ -23,8 +23,11 @@ STREAM = f"ab\x1b[A{PASTE}\x1bq\x1b"
 
 
 def run(chunks: list[str]) -> str:
+    """What the filter passes on for these reads, a lone ESC it still holds at the end included
+    (the parser's next tick makes it the Escape key)."""
     f = InputFilter()
-    return "".join(f(c) for c in chunks)
+    out = "".join(f(c) for c in chunks)
+    return out + "\x1b" if f.held_escape else out
 
 
 def keys(data: str) -> list[events.Event]:
@@ -45,10 +48,26 @@ def test_any_cut_into_reads_gives_the_same_paste(cuts: list[int]) -> None:
     assert run(chunks) == run([STREAM])
 
 
-def test_a_lone_escape_key_is_not_held_back() -> None:
+def test_a_lone_escape_key_waits_for_the_next_read_or_tick_at_most() -> None:
     f = InputFilter()
-    assert f("\x1b") == "\x1b"
-    assert f("x") == "x"
+    assert f("\x1b") == "" and f.held_escape
+    assert f("x") == "\x1bx"  # Alt+x, as it would have been in one read
+    parser = FilteringParser()
+    assert list(parser.feed("\x1b")) == []
+    assert [e.key for e in parser.tick() if isinstance(e, events.Key)] == ["escape"]
+
+
+def test_escape_ending_one_read_and_a_control_key_starting_the_next_are_two_keys() -> None:
+    """tmux send-keys Escape, then C-s: Textual's parser made "^" and Ctrl+S of them."""
+    parser = FilteringParser()
+    got = [*parser.feed("\x1b"), *parser.feed("\x13\x1b[Bdy"), *parser.tick()]
+    assert [e.key for e in got if isinstance(e, events.Key)] == [
+        "escape",
+        "ctrl+s",
+        "down",
+        "d",
+        "y",
+    ]
 
 
 def test_the_parser_sees_one_paste_with_the_text_in_order() -> None:

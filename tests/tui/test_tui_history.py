@@ -49,12 +49,17 @@ def saved(store: HistoryStore, thinking: str, answer: str, *questions: str) -> i
     return cid
 
 
-def titles(app: R1ChatApp) -> list[str]:
+def rows(app: R1ChatApp) -> list[str]:
+    """Each row of the sidebar's list, as shown: the title, then what it is or what matched."""
     lst = app.sidebar.conversations
     return [
         lst.get_option_at_index(i).prompt.plain  # type: ignore[union-attr]
         for i in range(lst.option_count)
     ]
+
+
+def titles(app: R1ChatApp) -> list[str]:
+    return [row.split("\n")[0] for row in rows(app)]
 
 
 async def test_the_question_is_committed_before_the_reply_and_the_reply_after(
@@ -118,8 +123,10 @@ async def test_opening_from_the_sidebar_continues_without_earlier_thinking(
     app = R1ChatApp(engine=engine, chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("ctrl+s")
-        assert app.sidebar.is_open and app.focused is app.sidebar.conversations
+        assert app.sidebar.is_open and app.focused is app.sidebar.search_box
         assert titles(app) == ["another chat", "old question"]
+        await pilot.press("down")  # from the search box into the list
+        assert app.focused is app.sidebar.conversations
         await pilot.press("down", "enter")
         await wait_until(lambda: app.conversation_id == cid and app.query(TurnView), pilot)
         [view] = app.query(TurnView)
@@ -146,7 +153,7 @@ async def test_delete_asks_first_and_cancel_keeps_it(store: HistoryStore) -> Non
     gone = saved(store, "t", "a", "delete me")
     app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
-        await pilot.press("ctrl+s")
+        await pilot.press("ctrl+s", "down")
         assert titles(app)[0] == "delete me"
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
@@ -156,9 +163,11 @@ async def test_delete_asks_first_and_cancel_keeps_it(store: HistoryStore) -> Non
         await pilot.press("d")
         await pilot.click("#confirm")
         await wait_until(lambda: titles(app) == ["keep me"], pilot)
-    assert [c.id for c in store.list_conversations()] == [keep]
-    with pytest.raises(R1ChatError):
-        store.messages(gone)
+        assert [c.id for c in store.list_conversations()] == [keep]
+        assert [c.id for c in store.trash()] == [gone]  # not gone for good: u brings it back
+        await pilot.press("u")
+        await wait_until(lambda: titles(app) == ["delete me", "keep me"], pilot)
+    assert {c.id for c in store.list_conversations()} == {keep, gone}
 
 
 async def test_deleting_the_open_conversation_starts_a_new_chat(store: HistoryStore) -> None:
@@ -180,12 +189,9 @@ async def test_search_filters_the_list(store: HistoryStore) -> None:
     app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("ctrl+s")
-        app.sidebar.search_box.focus()
         await pilot.press(*"nile")
-        await wait_until(
-            lambda: [t.split("\n")[0] for t in titles(app)] == ["longest river"], pilot
-        )
-        assert "Nile" in titles(app)[0]
+        await wait_until(lambda: titles(app) == ["longest river"], pilot)
+        assert "Nile" in rows(app)[0]
         await pilot.press(*"zzz")
         await wait_until(lambda: titles(app) == ["No matches"], pilot)
         app.sidebar.query_one(Input).value = ""
@@ -196,7 +202,7 @@ async def test_rename_from_the_sidebar(store: HistoryStore) -> None:
     cid = saved(store, "t", "a", "old title")
     app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
     async with app.run_test(size=WIDE) as pilot:
-        await pilot.press("ctrl+s", "r")
+        await pilot.press("ctrl+s", "down", "r")
         assert isinstance(app.screen, TextPromptScreen)
         box = app.screen.query_one(Input)
         assert box.value == "old title" and app.focused is box
@@ -349,3 +355,52 @@ async def test_live_and_reloaded_conversations_send_the_model_the_same_text(
         await wait_until(lambda: idle(app) and reloaded.requests, pilot)
     assert reloaded.requests[0] == live.requests[1]
     assert live.requests[1][:2] == [ChatMessage("user", question), ChatMessage("assistant", answer)]
+
+
+async def test_typing_a_search_never_deletes_anything(store: HistoryStore) -> None:
+    """The issue's case: Ctrl+S, then "dynamic" typed (d opened the delete dialog, y said yes)."""
+    keep = saved(store, "t", "dynamic programming, step by step", "dynamic programming")
+    other = saved(store, "t", "a", "another")
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("ctrl+s", *"dynamic", "y", "r", "d")
+        assert app.focused is app.sidebar.search_box
+        assert app.sidebar.search_box.value == "dynamicyrd"
+        assert not isinstance(app.screen, (ConfirmScreen, TextPromptScreen))
+        await pilot.press(*["backspace"] * 3)
+        await wait_until(lambda: titles(app) == ["dynamic programming"], pilot)
+        assert "dynamic programming" in rows(app)[0].split("\n")[1]  # the text that matched
+    assert {c.id for c in store.list_conversations()} == {keep, other}
+
+
+async def test_rows_say_when_which_model_and_how_big_and_filter_by_model(
+    store: HistoryStore,
+) -> None:
+    a = store.new_conversation("What is 2+2?", "r1-7b")
+    store.add_user_message(a, "What is 2+2?")
+    store.add_assistant_message(a, "4", "t", {"completion_tokens": 1204}, "stop")
+    b = store.new_conversation("What is 2+2?", "SmolLM2-135M")
+    store.add_user_message(b, "What is 2+2?")
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("ctrl+s")
+        [row_b, row_a] = rows(app)
+        assert row_a.split("\n")[1].endswith("· r1-7b · 2 msgs · 1,204 tok")
+        assert row_b.split("\n")[1].endswith("· SmolLM2-135M · 1 msgs · 0 tok")
+        await pilot.press(*"model:smol")
+        await wait_until(lambda: len(rows(app)) == 1, pilot)
+        assert "SmolLM2" in rows(app)[0]
+        await pilot.press(*" 2+2")
+        await wait_until(lambda: len(rows(app)) == 1 and "2+2" in rows(app)[0], pilot)
+
+
+async def test_the_sidebar_says_which_keys_act_where_the_focus_is(store: HistoryStore) -> None:
+    saved(store, "t", "a", "one")
+    app = R1ChatApp(engine=ScriptedEngine(REPLY), chats=Chats(store))
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("ctrl+s")
+        assert "type to search" in str(app.sidebar.hint.render())
+        await pilot.press("down")
+        await wait_until(lambda: "r renames" in str(app.sidebar.hint.render()), pilot)
+        await pilot.press("up")  # from the first row back to the search
+        assert app.focused is app.sidebar.search_box
