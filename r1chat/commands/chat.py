@@ -98,6 +98,7 @@ def run_app(settings: Settings, resume: int | None = None, continue_latest: bool
     from r1chat.loading import load_engine
     from r1chat.tui import input_filter
     from r1chat.tui.terminal_guard import guard_terminal
+    from r1chat.tui.typeahead import stop_cooking
 
     app, store = build_app(
         settings,
@@ -107,12 +108,14 @@ def run_app(settings: Settings, resume: int | None = None, continue_latest: bool
             settings, on_download=report.download, on_note=report.note, cancel=report.cancel
         ),
     )
-    input_filter.install()
     release_terminal = guard_terminal()
+    typed_ahead, cook_again = stop_cooking()  # after the guard, which keeps cooked mode
+    input_filter.install(typed_ahead)
     try:
         asyncio.run(_run(app, store))
         release_terminal()
     finally:
+        cook_again()
         app.chat.abandon()
         if app.engine is not None:
             app.engine.close()

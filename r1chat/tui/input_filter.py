@@ -13,6 +13,8 @@ Two things Textual's input parser (8.2.8) gets wrong, both seen when keys arrive
   reply, and the question merged with the next. Such an ESC is sent on as the Escape key's
   unambiguous kitty-protocol form, CSI 27 u. ESC before a printable key (Alt+x), a sequence
   introducer ("[", "O") or Enter, Tab and Backspace (Alt+Enter and friends) is left alone.
+- Keys typed before the app took the terminal (r1chat.tui.typeahead): a line feed among them is
+  the Enter it was in the terminal's cooked mode, not Ctrl+J.
 - The same when the Escape ends one read and the control key starts the next (tmux send-keys
   Escape, then C-s): the parser read ESC + Ctrl+S across reads as "^" and Ctrl+S. A read that
   ends in a lone ESC keeps it until the next read says what it is, or until the parser's next
@@ -37,17 +39,24 @@ def _control(ch: str) -> bool:
     return (ch < " " and ch not in KEEP_AFTER_ESC) or ch == ESC
 
 
-class InputFilter:
-    """Streaming: markers split across reads are recognised; nothing outside a paste is held
-    back (a lone Escape key must not wait for the next read)."""
+# Bytes typed before the app owned the terminal, still to be read (set by `install`).
+TYPED_AHEAD = 0
 
-    def __init__(self) -> None:
+
+class InputFilter:
+    """Streaming: markers split across reads are recognised; outside a paste only a lone ESC at
+    the end of a read is held back, until the next read or tick."""
+
+    def __init__(self, typed_ahead: int = 0) -> None:
+        self.typed_ahead = typed_ahead  # bytes still to come that were typed in cooked mode
         self.in_paste = False
         self._tail = ""  # the last characters outside a paste, to spot PASTE_START
         self._held = ""  # inside a paste: what may yet be the start of PASTE_END
         self.held_escape = False  # a read ended in a lone ESC: what it is comes next
 
     def __call__(self, data: str) -> str:
+        if self.typed_ahead > 0:
+            data = self._uncook(data)
         if self.held_escape:
             self.held_escape = False
             data = ESC + data
@@ -78,11 +87,22 @@ class InputFilter:
             self._tail = self._tail[:-1]  # it goes through again with the next read
         return "".join(out)
 
+    def _uncook(self, data: str) -> str:
+        """In what was typed ahead, a line feed is Enter."""
+        out = []
+        for ch in data:
+            if self.typed_ahead > 0:
+                self.typed_ahead -= len(ch.encode("utf-8", "surrogatepass"))
+                out.append("\r" if ch == "\n" else ch)
+            else:
+                out.append(ch)
+        return "".join(out)
+
 
 class FilteringParser(XTermParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._filter = InputFilter()
+        self._filter = InputFilter(TYPED_AHEAD)
 
     def feed(self, data: str) -> Iterable[Any]:
         data = self._filter(data)
@@ -96,8 +116,11 @@ class FilteringParser(XTermParser):
         yield from super().tick()
 
 
-def install() -> None:
-    """Use the filtering parser in Textual's terminal driver (it looks the parser up by name)."""
+def install(typed_ahead: int = 0) -> None:
+    """Use the filtering parser in Textual's terminal driver (it looks the parser up by name);
+    `typed_ahead`: bytes typed before the app took the terminal (r1chat.tui.typeahead)."""
+    global TYPED_AHEAD
     from textual.drivers import linux_driver
 
+    TYPED_AHEAD = typed_ahead
     linux_driver.XTermParser = FilteringParser  # type: ignore[misc]

@@ -218,3 +218,30 @@ def test_quitting_while_samples_run_keeps_every_sample(
             "SELECT finish_reason, length(thinking) FROM messages WHERE role = 'assistant'"
         ).fetchall()
     assert all(finish == "cancelled" and n > 0 for finish, n in replies), replies
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.3, 0.6])
+def test_a_question_typed_ahead_goes_once_the_app_is_up(
+    scripted_model: Path, tmp_path: Path, tmux: str, delay: float
+) -> None:
+    """`r1chat` Enter and the question typed at once: the keys wait in the terminal's cooked
+    buffer, where Enter became a line feed; it must still send the question, once.
+    R1CHAT_TYPEAHEAD_RUNS sets the runs per delay (the issue's check: 20, on one core)."""
+    for i in range(int(os.environ.get("R1CHAT_TYPEAHEAD_RUNS", 2))):
+        home = tmp_path / f"home{i}"
+        home.mkdir()
+        term = Terminal(f"{sys.executable} -m r1chat --model {scripted_model}", app_env(home), SIZE)
+        try:
+            time.sleep(delay)
+            text = f"typed ahead {i}: what is 2+2?"
+            term.send(text, "Enter")
+
+            def answered(home: Path = home) -> bool:
+                return len(saved(home)) >= 2
+
+            wait_until(answered, 60, f"run {i + 1}'s reply")
+            time.sleep(0.3)
+            assert saved(home)[0] == ("user", text), f"run {i + 1}"
+            assert len(saved(home)) == 2, f"run {i + 1}: sent more than once"
+        finally:
+            term.close()
