@@ -118,7 +118,9 @@ class ReplayServer:
     """Serves /v1/models and answers each POST /v1/chat/completions with the next Reply;
     records what each request sent (body and headers)."""
 
-    def __init__(self, replies: list[Reply], models: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, replies: list[Reply], models: list[dict[str, Any]] | None = None, port: int = 0
+    ) -> None:
         self.replies = list(replies)
         self.models = models or [{"id": "m", "object": "model"}]
         self.requests: list[tuple[dict[str, Any], dict[str, str]]] = []
@@ -189,7 +191,7 @@ class ReplayServer:
                     pass  # the client went away (a stop)
                 self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

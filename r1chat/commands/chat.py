@@ -181,7 +181,7 @@ async def _run(app: R1ChatApp, store: HistoryStore | None) -> None:
     process, losing the reply."""
 
     def hang_up() -> None:
-        app.load_report.cancel.set()
+        app.loader.report.cancel.set()
         app.chat.abandon()
         if store is not None:
             store.close()

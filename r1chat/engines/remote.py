@@ -70,6 +70,14 @@ def normalize_base(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path or '/v1'}"
 
 
+def shown_url(base: str) -> str:
+    """The API base as users may see it: scheme, host, port and path, never the credentials a
+    URL may carry (user:password@)."""
+    parts = urlsplit(base)
+    netloc = host_of(base)
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
 def host_of(base: str) -> str:
     """host:port for display: never the credentials a URL may carry."""
     parts = urlsplit(base)
@@ -102,6 +110,7 @@ class RemoteEngine:
         self._httpx = httpx
         self.base = normalize_base(api_base)
         self.host = host_of(self.base)
+        self.where = shown_url(self.base)
         self._key = key
         self._on_note = on_note
         self.timeout_s = timeout_s
@@ -115,12 +124,12 @@ class RemoteEngine:
         )
         models = self.models()
         if not models:
-            raise R1ChatError(f"the server at {self.host} lists no models")
+            raise R1ChatError(f"the server at {self.where} lists no models")
         if model is None:
             model = models[0]
         elif model not in models:
             raise R1ChatError(
-                f"the server at {self.host} has no model {model!r}"
+                f"the server at {self.where} has no model {model!r}"
                 f" (it has: {', '.join(models[:8])})",
                 2,
             )
@@ -152,7 +161,7 @@ class RemoteEngine:
         httpx = self._httpx
         what = str(e) or type(e).__name__
         if isinstance(e, httpx.ConnectTimeout):
-            return R1ChatError(f"cannot reach the server at {self.host}: timed out connecting")
+            return R1ChatError(f"cannot reach {self.where}: timed out connecting")
         if isinstance(e, httpx.ConnectError):
             low = what.lower()
             if "certificate" in low or "ssl" in low or "tls" in low:
@@ -160,40 +169,40 @@ class RemoteEngine:
             elif "name or service" in low or "nodename" in low or "getaddrinfo" in low:
                 why = "unknown host"
             elif "refused" in low:
-                why = "connection refused (is the server running?)"
+                why = "connection refused"
             else:
                 why = self._scrub(what)
-            return R1ChatError(f"cannot reach the server at {self.host}: {why}")
+            return R1ChatError(f"cannot reach {self.where}: {why}")
         if isinstance(e, httpx.ReadTimeout):
             return R1ChatError(
-                f"the server at {self.host} sent nothing for {self.timeout_s:g} s"
+                f"the server at {self.where} sent nothing for {self.timeout_s:g} s"
                 " (raise [engine] timeout for slow servers)"
             )
         if isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError)):
-            return R1ChatError(f"the server at {self.host} closed the connection mid-reply")
-        return R1ChatError(f"the server at {self.host} failed: {self._scrub(what)}")
+            return R1ChatError(f"the server at {self.where} closed the connection mid-reply")
+        return R1ChatError(f"the server at {self.where} failed: {self._scrub(what)}")
 
     def _status_error(self, status: int, body: bytes) -> R1ChatError:
         message = _error_message(body)
         if status in (401, 403):
             return R1ChatError(
-                f"the server at {self.host} refused the API key ({status}"
+                f"the server at {self.where} refused the API key ({status}"
                 f"{': ' + self._scrub(message) if message else ''});"
                 f" set it in ${DEFAULT_KEY_ENV} or [engine] api_key_env",
                 2,
             )
         if status == 404:
             return R1ChatError(
-                f"the server at {self.host} has no such model or endpoint (404"
+                f"the server at {self.where} has no such model or endpoint (404"
                 f"{': ' + self._scrub(message) if message else ''})",
                 2,
             )
         reason = self._scrub(message) if message else "no reason given"
         if 400 <= status < 500:
             return R1ChatError(
-                f"the server at {self.host} refused the request ({status}): {reason}", 2
+                f"the server at {self.where} refused the request ({status}): {reason}", 2
             )
-        return R1ChatError(f"the server at {self.host} failed ({status}): {reason}")
+        return R1ChatError(f"the server at {self.where} failed ({status}): {reason}")
 
     def _get_json(self, path: str, *, quiet: bool = False) -> Any:
         url = self.base + path if path.startswith("/") else path
@@ -212,13 +221,15 @@ class RemoteEngine:
         except ValueError:
             if quiet:
                 return None
-            raise R1ChatError(f"the server at {self.host} sent malformed JSON for {path}") from None
+            raise R1ChatError(
+                f"the server at {self.where} sent malformed JSON for {path}"
+            ) from None
 
     def models(self) -> list[str]:
         data = self._get_json("/models")
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise R1ChatError(f"the server at {self.host} sent no model list for /v1/models")
+            raise R1ChatError(f"the server at {self.where} sent no model list for /v1/models")
         self._model_items = [i for i in items if isinstance(i, dict)]
         return [str(i["id"]) for i in self._model_items if "id" in i]
 
@@ -503,14 +514,14 @@ class RemoteEngine:
                     chunk = json.loads(data)
                 except ValueError:
                     raise R1ChatError(
-                        f"the server at {self.host} sent malformed JSON in its stream"
+                        f"the server at {self.where} sent malformed JSON in its stream"
                     ) from None
                 if not isinstance(chunk, dict):
-                    raise R1ChatError(f"the server at {self.host} sent an unexpected event")
+                    raise R1ChatError(f"the server at {self.where} sent an unexpected event")
                 if "error" in chunk:
                     err = chunk["error"]
                     msg = err.get("message") if isinstance(err, dict) else str(err)
-                    raise R1ChatError(f"the server at {self.host} failed: {self._scrub(str(msg))}")
+                    raise R1ChatError(f"the server at {self.where} failed: {self._scrub(str(msg))}")
                 usage = chunk.get("usage")
                 for choice in chunk.get("choices") or []:
                     if not isinstance(choice, dict):
@@ -530,7 +541,7 @@ class RemoteEngine:
                 if isinstance(usage, dict):
                     yield ("usage", "", usage)
         except httpx_sse.SSEError:
-            raise R1ChatError(f"the server at {self.host} did not send an event stream") from None
+            raise R1ChatError(f"the server at {self.where} did not send an event stream") from None
         except httpx.HTTPError as e:
             if cancel.is_set():
                 return
@@ -538,10 +549,10 @@ class RemoteEngine:
         if not done and not cancel.is_set():
             if not seen:
                 raise R1ChatError(
-                    f"the server at {self.host} ended the stream without a reply"
+                    f"the server at {self.where} ended the stream without a reply"
                     " (is the prompt longer than its context? its log will say)"
                 )
-            raise R1ChatError(f"the server at {self.host} ended the stream before it was done")
+            raise R1ChatError(f"the server at {self.where} ended the stream before it was done")
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from textual import work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.markup import escape
 from textual.widgets import Footer, Static
 
@@ -34,9 +34,9 @@ from r1chat.tui.dialogs import Entered, FilePickerScreen, TextPromptScreen
 from r1chat.tui.help import HelpScreen
 from r1chat.tui.keymap import KEYS, MAIN_SCREEN_ONLY
 from r1chat.tui.keys import focus_now
-from r1chat.tui.load_report import LoadReport
+from r1chat.tui.loader import EngineFactory, ModelLoader
 from r1chat.tui.palette import R1ChatCommands
-from r1chat.tui.text import last_code_block, load_failure
+from r1chat.tui.text import last_code_block, load_failure, model_label
 from r1chat.tui.widgets.answer import BlockRenders
 from r1chat.tui.widgets.chat import ChatView
 from r1chat.tui.widgets.prompt import PromptInput
@@ -44,7 +44,6 @@ from r1chat.tui.widgets.sidebar import Sidebar
 from r1chat.tui.widgets.status import StatusLine
 
 QUIT_AGAIN_S = 3.0
-EngineFactory = Callable[[LoadReport], Engine]
 
 
 class R1ChatApp(App[None]):
@@ -76,7 +75,6 @@ class R1ChatApp(App[None]):
         BlockRenders.math = self.settings.math == "unicode"
         self.samples = self.settings.samples  # replies sampled at once (F12)
         self.engine: Engine | None = engine
-        self._factory = engine_factory
         self._resume = resume
         self._notes = notes
         self.load_error: str | None = None
@@ -85,7 +83,7 @@ class R1ChatApp(App[None]):
         self._send_when_loaded = False
         self._send_when_idle = False  # asked while the last reply was stopping
         self._interrupt_at = float("-inf")  # the last Ctrl+C that did not stop a reply
-        self.load_report = LoadReport(self)
+        self.loader = ModelLoader(self, engine_factory, remote=bool(self.settings.api_base))
         # Held, not queried: messages that arrive while the app closes still find them.
         chats = chats or Chats(None)
         self.chat = ChatView(
@@ -129,16 +127,16 @@ class R1ChatApp(App[None]):
         if self.engine is not None:
             self.post_message(messages.ModelLoaded(self.engine))
             return
-        self.status.set(state="loading", model=sanitize(self.settings.model or "r1-7b"))
-        if self._factory is None:
+        self.status.set(
+            state="loading", model=model_label(self.settings.model, self.settings.api_base)
+        )
+        if not self.loader.start():
             self.post_message(messages.ModelFailed(R1ChatError("no model to load")))
-            return
-        self._load_engine(self._factory)
 
     def on_unmount(self) -> None:
         # Quitting mid-reply: the reply's thread stops at its next token and saves what came.
         # A model still loading stops loading.
-        self.load_report.cancel.set()
+        self.loader.stop()
         self.chat.abandon()
 
     def _refresh_footer(self) -> None:
@@ -148,16 +146,6 @@ class R1ChatApp(App[None]):
 
     # --- the model ---
 
-    @work(thread=True, exclusive=True, group="load")
-    def _load_engine(self, factory: EngineFactory) -> None:
-        try:
-            engine = factory(self.load_report)
-        except BaseException as e:  # shown in the app; the process goes on
-            self.post_message(messages.ModelFailed(e))
-            return
-        if not self.post_message(messages.ModelLoaded(engine)):
-            engine.close()  # the app closed while the model loaded
-
     def on_load_note(self, event: messages.LoadNote) -> None:
         self._note(sanitize(event.line))
 
@@ -166,6 +154,8 @@ class R1ChatApp(App[None]):
 
     async def on_model_loaded(self, event: messages.ModelLoaded) -> None:
         engine = self.engine = self.chat.engine = event.engine
+        if self.loader.loaded():
+            self._note(f"Loaded: {sanitize(engine.info.name)} ({sanitize(engine.info.backend)}).")
         self.status.show_model(engine.info, self.reasoning.budget, self.samples)
         steered = [k for k in ("think_budget", "think_min") if self.settings.source(k) != "default"]
         if steered and not engine.info.thinks:
@@ -176,10 +166,23 @@ class R1ChatApp(App[None]):
             await self.action_send()
 
     def on_model_failed(self, event: messages.ModelFailed) -> None:
-        self.load_error, note = load_failure(event.error)
-        self.status.set(state="error")
-        self._note(note, error=True, id="load-error")
-        self._send_when_loaded = False
+        # A server that is down or busy may come up: the loader tries again, then longer.
+        delay = self.loader.failed(event.error)
+        self.load_error, note = load_failure(event.error, retry_in=delay)
+        label = model_label(self.settings.model, self.settings.api_base)
+        self.status.set(state="error" if delay is None else "retrying", model=label)
+        try:  # the note of the last try says what happened this time
+            self.query_one("#load-error", Static).update(Content(note))
+        except NoMatches:
+            self._note(note, error=True, id="load-error")
+        if delay is None:
+            self._send_when_loaded = False
+
+    def action_retry_load(self) -> None:
+        """Load the model again now (a server that was down, say)."""
+        if self.engine is None and self.loader.start():
+            self.load_error = None
+            self.status.set(state="loading")
 
     # --- a turn's life ---
 
@@ -188,7 +191,7 @@ class R1ChatApp(App[None]):
         if not self.prompt.text.strip():
             return
         if self.engine is None:
-            if self.load_error is None:
+            if self.load_error is None or self.loader.waiting:
                 self._send_when_loaded = True
                 self.notify("The model is still loading; your message goes when it is ready.")
             else:

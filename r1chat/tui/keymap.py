@@ -33,6 +33,7 @@ KEYS: list[BindingType] = [
     Binding("f12", "samples", "Samples", show=False),
     Binding("ctrl+f", "attach", "Attach", show=False),
     Binding("f1", "help", "Help"),
+    Binding("ctrl+l", "retry_load", "Load again", show=False),
     # The prompt's End (line end) comes first while it holds text (PromptInput.check_action).
     Binding("end", "follow", "Follow", show=False),
     # Not in the footer (it is full at 120 columns); F1 and Ctrl+P list it.

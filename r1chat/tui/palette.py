@@ -130,6 +130,12 @@ COMMANDS: tuple[Command, ...] = (
         "d",
     ),
     Command("Follow output", "Scroll to the end and keep following the reply", "follow", "End"),
+    Command(
+        "Load again",
+        "Try loading the model again now (a server that was down)",
+        "retry_load",
+        "Ctrl+L",
+    ),
     Command("Help", "Show the keys", "help", "F1"),
 )
 

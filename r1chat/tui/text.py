@@ -81,16 +81,43 @@ def last_code_block(markdown: str) -> str | None:
     return blocks[-1].removesuffix("\n")
 
 
-def load_failure(error: BaseException) -> tuple[str, str]:
-    """(what failed, the note to show) for a model that could not be loaded."""
+def model_label(model: str | None, api_base: str | None) -> str:
+    """The model as named before it loads; on a server, the server too (never its
+    credentials)."""
+    from r1chat.sanitize import sanitize
+
+    if api_base:
+        from r1chat.engines.remote import host_of
+
+        where = host_of(api_base)
+        return sanitize(f"{model} @ {where}" if model else f"server @ {where}")
+    return sanitize(model or "r1-7b")
+
+
+def retriable(error: BaseException) -> bool:
+    """Whether loading again may work without the user changing anything: a server that is
+    down, slow or failing (r1chat's errors of exit status 1), not a wrong key or model (2)."""
+    from r1chat.errors import R1ChatError
+
+    return isinstance(error, R1ChatError) and error.exit_code == 1
+
+
+def load_failure(error: BaseException, *, retry_in: float | None = None) -> tuple[str, str]:
+    """(what failed, the note to show) for a model that could not be loaded; `retry_in`: the
+    seconds before the next try at a server."""
     from r1chat.errors import R1ChatError
     from r1chat.sanitize import sanitize
 
     if isinstance(error, R1ChatError):
         what = sanitize(str(error))
+        if retry_in is not None:
+            return what, (
+                f"Could not load the model: {what}\nTrying again in {retry_in:g} s (Ctrl+L:"
+                " now); a question you send goes once it is up. Ctrl+Q quits."
+            )
         todo = (
-            "Fix the model setting (r1chat --model PATH_OR_ALIAS, or `model` in the "
-            "config file) and start r1chat again. Ctrl+Q quits."
+            "Fix the model setting (r1chat --model PATH_OR_ALIAS, --api-base URL, or `model`"
+            " in the config file) and start r1chat again. Ctrl+Q quits."
         )
     else:
         what = sanitize(f"{type(error).__name__}: {error}")

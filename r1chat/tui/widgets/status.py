@@ -14,7 +14,7 @@ from r1chat.tui.text import count
 
 @dataclass(frozen=True)
 class StatusInfo:
-    state: str = "loading"  # loading, ready, generating, stopped, error
+    state: str = "loading"  # loading, ready, generating, stopped, error, retrying
     model: str = ""
     backend: str = ""
     gpu_layers: int = 0
@@ -36,6 +36,8 @@ def status_text(s: StatusInfo) -> str:
         parts.append(f"downloading {s.download}…" if s.download else "loading…")
     elif s.state == "error":
         parts.append("not loaded")
+    elif s.state == "retrying":
+        parts.append("unreachable, trying again")
     else:
         backend = s.backend or "CPU"
         if s.gpu_layers:
