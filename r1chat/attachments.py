@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from r1chat.errors import R1ChatError
+from r1chat.prompts import ChatMessage
 
 # Far beyond any context (a 131,072-token context holds ~0.5 MB of text): reading more is waste.
 MAX_BYTES = 8 * 1024 * 1024
@@ -34,9 +36,13 @@ class Attachment:
     text: str
     size: int  # bytes
 
-    def record(self) -> dict[str, Any]:
-        """What the history keeps beside the question (the text is in the question itself)."""
-        return {"name": self.name, "size": self.size}
+    def record(self, tokens: int | None = None) -> dict[str, Any]:
+        """What the history keeps beside the question (the text is in the question itself):
+        its name and size, and what it costs in tokens when that was counted."""
+        out: dict[str, Any] = {"name": self.name, "size": self.size}
+        if tokens is not None:
+            out["tokens"] = tokens
+        return out
 
 
 def read_attachment(path: str, stdin: bytes | None = None) -> Attachment:
@@ -90,3 +96,26 @@ def with_attachments(question: str, attachments: list[Attachment]) -> str:
     if not attachments:
         return question
     return "\n\n".join([question, *(fenced(a) for a in attachments)])
+
+
+def split_question(text: str, records: list[dict[str, Any]] | None) -> tuple[str, list[str]]:
+    """A question as the user wrote it, apart from the files `with_attachments` put after it
+    (`records`: what the history keeps of them, in order): (the question, each file's block)."""
+    names = [str(r.get("name")) for r in records or [] if isinstance(r, dict)]
+    if not names:
+        return text, []
+    starts: list[int] = []
+    at = len(text)
+    for name in reversed(names):  # from the end: a question may mention a file's name
+        at = text.rfind(f"\n\n{name}:\n", 0, at)
+        if at < 0:
+            return text, []
+        starts.insert(0, at)
+    blocks = [text[a + 2 : b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+    return text[: starts[0]], blocks
+
+
+def tokens_of(count: Callable[[list[ChatMessage]], int], text: str) -> int:
+    """What `text` costs in a question, in tokens: counted with the chat template around it and
+    without, so the template's own tokens are left out (`count`: an engine's count_tokens)."""
+    return max(count([ChatMessage("user", text)]) - count([ChatMessage("user", "")]), 0)

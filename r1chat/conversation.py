@@ -80,11 +80,13 @@ class Reply:
 
 @dataclass(frozen=True)
 class Exchange:
-    """A question and the reply shown for it (None: never answered)."""
+    """A question and the reply shown for it (None: never answered); `versions`: (shown, of)
+    when the question was edited."""
 
     question: str
     reply: Reply | None
     attachments: list[dict[str, Any]] | None = None
+    versions: tuple[int, int] | None = None
 
 
 class Conversation:
@@ -160,13 +162,27 @@ class Conversation:
     # --- what is shown ---
 
     def view(self) -> list[Exchange]:
-        """The exchanges of the branch shown, with their replies' thinking and figures."""
+        """The exchanges of the branch shown, with their replies' thinking and figures, and
+        which version each edited question is."""
         if self.store is None or self.id is None:
             return [Exchange(q, Reply(a)) for q, a in self.exchanges]
+        versions = self.store.versions_shown(self.id)
         return [
-            Exchange(q.content, Reply.saved(r) if r is not None else None, q.attachments)
+            Exchange(
+                q.content,
+                Reply.saved(r) if r is not None else None,
+                q.attachments,
+                versions.get(q.id),
+            )
             for q, r in self.store.exchanges(self.id)
         ]
+
+    def versions(self) -> list[tuple[int, int] | None]:
+        """For each exchange of the branch shown: (shown, of) when its question was edited."""
+        if self.store is None or self.id is None:
+            return [None] * len(self.exchanges)
+        versions = self.store.versions_shown(self.id)
+        return [versions.get(q.id) for q, _ in self.store.exchanges(self.id)]
 
     def _load_alternatives(self) -> None:
         """Every saved reply to the last question, oldest first, and which one is shown."""

@@ -588,6 +588,20 @@ class HistoryStore:
         path = _path(messages, leaf)
         return question_versions(messages, [m for m in messages if m.id in path])
 
+    def versions_shown(self, conv_id: int) -> dict[int, tuple[int, int]]:
+        """For each question on the branch shown that has other versions (it was edited): its
+        place among them, 1-based, and how many there are."""
+        messages, leaf = self._all_messages(conv_id)
+        path = _path(messages, leaf)
+        children = _children(messages)
+        out: dict[int, tuple[int, int]] = {}
+        for m in messages:
+            if m.id in path and m.role == "user":
+                versions = [v.id for v in children.get(m.parent_id, []) if v.role == "user"]
+                if len(versions) > 1:
+                    out[m.id] = (versions.index(m.id) + 1, len(versions))
+        return out
+
     def rename(self, conv_id: int, title: str) -> None:
         title = " ".join(title.split())
         if not title:

@@ -67,7 +67,8 @@ def test_ask_with_files_and_stdin_keeps_them_in_the_history(
         f"{a}:\n```\nalpha\n```" in data["question"]
         and "stdin:\n```\nfrom stdin\n```" in data["question"]
     )
-    assert data["attachments"] == [{"name": str(a), "size": 6}, {"name": "stdin", "size": 11}]
+    assert [(f["name"], f["size"]) for f in data["attachments"]] == [(str(a), 6), ("stdin", 11)]
+    assert all(f["tokens"] > 0 for f in data["attachments"])
     shown = run_cli("history", "show", "1", home=r1home).stdout.decode()
     assert f"(attached: {a} (6 bytes), stdin (11 bytes))" in shown
 
@@ -95,3 +96,19 @@ def test_a_file_too_long_for_the_context_is_refused_and_not_saved(
     )
     assert out.returncode == 2 and "prompt is too long" in out.stderr.decode()
     assert json.loads(run_cli("history", "list", "--json", home=r1home).stdout or b"[]") == []
+
+
+def test_a_question_is_shown_apart_from_its_files() -> None:
+    from r1chat.attachments import Attachment, split_question, with_attachments
+
+    files = [
+        Attachment("a.py", "print(1)\n", 9),
+        Attachment("notes.txt", "a.py:\nnot a file\n", 17),
+    ]
+    question = "Look at a.py:\nand notes.txt please"
+    text = with_attachments(question, files)
+    shown, blocks = split_question(text, [f.record() for f in files])
+    assert shown == question
+    assert blocks == ["a.py:\n```python\nprint(1)\n```", "notes.txt:\n```\na.py:\nnot a file\n```"]
+    assert split_question(text, None) == (text, [])
+    assert split_question("no files here", [{"name": "x"}]) == ("no files here", [])

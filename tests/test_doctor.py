@@ -128,3 +128,25 @@ def test_doctor_is_registered_on_the_main_cli(r1home: Path, noise_model: Path) -
     data = json.loads(r.stdout)
     assert [c["name"] for c in data["checks"]] == NAMES
     assert by_name(data)["model"]["status"] == "ok"
+
+
+def test_doctor_checks_the_model_or_server_the_flags_name(
+    r1home: Path, noise_model: Path, scripted_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-m and --api-base, as every other command has them."""
+    monkeypatch.setenv("R1CHAT_MODEL", str(noise_model))
+    code, data = run_doctor("-m", str(scripted_model))
+    assert code == 0, [c for c in data["checks"] if c["status"] == "fail"]
+    assert str(scripted_model) in by_name(data)["model"]["detail"]
+    from servers import ReplayServer
+
+    monkeypatch.delenv("R1CHAT_MODEL")  # with --api-base, --model names the server's model
+    server = ReplayServer([], models=[{"id": "r1-served"}])
+    try:
+        code, data = run_doctor("--api-base", server.base, "--no-load")
+    finally:
+        server.close()
+    assert code == 0, [c for c in data["checks"] if c["status"] == "fail"]
+    assert "model r1-served" in by_name(data)["server"]["detail"]
+    code, data = run_doctor("--api-base", "http://127.0.0.1:9/v1", "--no-load")
+    assert code == 1 and by_name(data)["server"]["status"] == "fail"

@@ -142,8 +142,7 @@ def ask(
             chat = open_conversation(save=not no_save, latest=continue_, conv_id=conversation)
         with handled() as stop:
             engine = load_with_spinner(settings, quiet=json_out, stop=stop)
-            if attached:
-                note_attachments(engine, attached, quiet=json_out)
+            records = note_attachments(engine, attached, quiet=json_out)
             if settings.samples > 1 and not retry:
                 from r1chat.commands.ask_many import run_samples
 
@@ -156,14 +155,14 @@ def ask(
                     print_stats=stats,
                     chat=chat,
                     stop=stop,
-                    attachments=[a.record() for a in attached],
+                    attachments=records,
                 )
             else:
                 code = run_ask(
                     engine,
                     settings,
                     text,
-                    attachments=[a.record() for a in attached],
+                    attachments=records,
                     json_out=json_out,
                     show_think=not no_think,
                     print_stats=stats,
@@ -193,15 +192,23 @@ def attach(paths: list[str], piped: str | None) -> list[Attachment]:
     return [read_attachment(p, stdin) for p in paths]
 
 
-def note_attachments(engine: Engine, attached: list[Attachment], *, quiet: bool) -> None:
-    """What is attached, in tokens, before it is sent (stderr, so pipes get the answer only)."""
-    from r1chat.prompts import ChatMessage
+def note_attachments(
+    engine: Engine, attached: list[Attachment], *, quiet: bool
+) -> list[dict[str, Any]]:
+    """The files' records for the history, with what each costs in tokens; said before it is
+    sent on a terminal (stderr, so pipes get the answer only)."""
+    from r1chat.attachments import tokens_of
+    from r1chat.sanitize import sanitize
 
-    if quiet or not sys.stderr.isatty():
-        return
+    records = []
     for a in attached:
-        tokens = engine.count_tokens([ChatMessage("user", a.text)])
-        sys.stderr.write(f"r1chat: attached {a.name}: {a.size:,} bytes, about {tokens:,} tokens\n")
+        tokens = tokens_of(engine.count_tokens, a.text)
+        records.append(a.record(tokens))
+        if not quiet and sys.stderr.isatty():
+            sys.stderr.write(
+                f"r1chat: attached {sanitize(a.name)}: {a.size:,} bytes, about {tokens:,} tokens\n"
+            )
+    return records
 
 
 def build_question(args: list[str] | None, piped: str | None, preset: str | None) -> str:

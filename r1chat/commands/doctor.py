@@ -12,9 +12,14 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+
+from r1chat.commands.options import ApiBaseOpt, ModelOpt
+
+if TYPE_CHECKING:
+    from r1chat.config import Settings
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -187,15 +192,12 @@ def check_cache() -> Check:
     return Check("model cache", "ok", detail)
 
 
-def check_model(load: bool = True) -> Check:
+def check_model(settings: Settings | None, load: bool = True) -> Check:
     """Whether the configured (or default) model is here, is a valid GGUF, and loads."""
-    from r1chat.config import load_settings
     from r1chat.errors import R1ChatError
     from r1chat.models import DEFAULT_ALIAS, resolve, validate_gguf
 
-    try:
-        settings = load_settings()
-    except R1ChatError:
+    if settings is None:
         return Check("model", "warn", "not checked: the config file is invalid (see above)")
     ref = settings.model or DEFAULT_ALIAS
     try:
@@ -255,17 +257,12 @@ def check_model(load: bool = True) -> Check:
     )
 
 
-def check_server() -> Check | None:
-    """The configured server (`[engine] api_base`, R1CHAT_API_BASE): reachable, its models, how
-    long a request takes. None when none is configured."""
-    from r1chat.config import load_settings
+def check_server(settings: Settings | None) -> Check | None:
+    """The configured server (`--api-base`, `[engine] api_base`, R1CHAT_API_BASE): reachable,
+    its models, how long a request takes. None when none is configured."""
     from r1chat.errors import R1ChatError
 
-    try:
-        settings = load_settings()
-    except R1ChatError:
-        return None
-    if not settings.api_base:
+    if settings is None or not settings.api_base:
         return None
     from r1chat.engines.remote import host_of, normalize_base
     from r1chat.loading import load_remote
@@ -296,7 +293,18 @@ def check_server() -> Check | None:
     )
 
 
-def run_checks(load: bool = True) -> list[Check]:
+def run_checks(
+    load: bool = True, *, model: str | None = None, api_base: str | None = None
+) -> list[Check]:
+    """Every check; `model` and `api_base` as the flags of the other commands give them."""
+    from r1chat.config import load_settings
+    from r1chat.errors import R1ChatError
+
+    settings: Settings | None
+    try:
+        settings = load_settings().with_flags(model=model, api_base=api_base)
+    except R1ChatError:
+        settings = None
     checks = [
         check_python(),
         check_packages(),
@@ -304,13 +312,13 @@ def run_checks(load: bool = True) -> list[Check]:
         *check_paths(),
         check_cache(),
     ]
-    server = check_server()
+    server = check_server(settings)
     if server is not None:
         return [*checks, server]  # the model is the server's: nothing to load here
     if any(c.name == "llama.cpp" and c.status == "fail" for c in checks):
         checks.append(Check("model", "warn", "not loaded: llama-cpp-python is broken"))
     else:
-        checks.append(check_model(load))
+        checks.append(check_model(settings, load))
     return checks
 
 
@@ -319,9 +327,12 @@ def doctor(
     no_load: Annotated[
         bool, typer.Option("--no-load", help="Do not try loading the model")
     ] = False,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
 ) -> None:
-    """Check Python, packages, llama.cpp's GPU support, GPUs, paths and the model."""
-    checks = run_checks(load=not no_load)
+    """Check Python, packages, llama.cpp's GPU support, GPUs, paths and the model (or the
+    server): the one the other commands would use, or the one -m / --api-base names."""
+    checks = run_checks(load=not no_load, model=model, api_base=api_base)
     failed = any(c.status == "fail" for c in checks)
     if json_out:
         out = {"ok": not failed, "checks": [asdict(c) for c in checks]}

@@ -473,3 +473,29 @@ async def test_ctrl_g_with_nothing_thinking_says_so() -> None:
         await pilot.press("ctrl+g")
         await pilot.pause()
         assert any("Nothing is thinking" in str(n.message) for n in app._notifications)
+
+
+async def test_help_fits_80x24_and_scrolls_to_its_last_key() -> None:
+    from textual.containers import VerticalScroll
+
+    from r1chat.tui.help import EXTRA_KEYS
+
+    app = R1ChatApp(engine=ScriptedEngine(REPLY))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        screen = app.screen.region
+        keys = app.screen.query_one("#help-keys", VerticalScroll)
+        rows = list(app.screen.query(".help-row"))
+        # Nothing is cut off at the side: descriptions wrap.
+        assert all(r.region.right <= screen.right for r in rows)
+        assert screen.contains_region(app.screen.query_one("#help-foot").region)
+        assert keys.max_scroll_y > 0  # more keys than fit: it scrolls
+        for _ in range(60):
+            await pilot.press("down")
+        await pilot.pause()
+        last = rows[-1]
+        assert str(last.query_one(".help-key").render()) == EXTRA_KEYS[-1][0]
+        assert keys.region.contains_region(last.region)
+        await pilot.press("escape")
+        assert type(app.screen).__name__ != "HelpScreen"

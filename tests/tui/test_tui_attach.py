@@ -4,18 +4,20 @@ before sending, and the file in the saved question; and the folder tree through 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import sys
 from pathlib import Path
 
 from terminal import Terminal
 from test_tui_tmux import LOADED, SIZE, app_env, saved, wait_until
-from textual.widgets import DirectoryTree
+from textual.widgets import DirectoryTree, TextArea
 from tui_support import wait_until as pilot_wait
 
 from r1chat.engines.scripted import ScriptedEngine
 from r1chat.tui.app import R1ChatApp
 from r1chat.tui.dialogs import FilePickerScreen
+from r1chat.tui.widgets.message import AttachmentLine, TurnView
 
 
 def test_a_file_attached_by_path_goes_with_the_question(
@@ -41,7 +43,8 @@ def test_a_file_attached_by_path_goes_with_the_question(
         assert f"{notes}:\n```\nthe secret number is 42\n```" in question
         with sqlite3.connect(home / "history.sqlite3") as con:
             files = con.execute("SELECT attachments FROM messages WHERE role='user'").fetchone()[0]
-        assert json.loads(files) == [{"name": str(notes), "size": 24}]
+        [record] = json.loads(files)
+        assert record["name"] == str(notes) and record["size"] == 24 and record["tokens"] > 5
     finally:
         term.close()
 
@@ -71,3 +74,11 @@ async def test_a_file_picked_in_the_tree_is_attached(tmp_path: Path) -> None:
         await pilot_wait(lambda: engine.requests and not app.chat.busy, pilot)
         assert engine.requests[0][-1].content.endswith("a.py:\n```python\nprint(1)\n```")
         assert app.prompt.attached == () and not app.prompt.border_subtitle
+        # On screen the question is the question; the file is one line that opens.
+        view = app.query(TurnView).last()
+        assert str(view.query_one(".question").render()).strip() == "Explain"
+        [line] = view.query(AttachmentLine)
+        assert line.collapsed and re.fullmatch(r"📎 a\.py · \d+ tokens", str(line.title))
+        line.collapsed = False
+        await pilot_wait(lambda: line.query(TextArea), pilot)
+        assert "print(1)" in line.query_one(TextArea).text

@@ -28,6 +28,15 @@ def numbered() -> ScriptedEngine:
     return ScriptedEngine(reply)
 
 
+def versions(app: R1ChatApp) -> list[str]:
+    """Each question's "‹ shown/of ›" mark (empty when it was never edited)."""
+    out = []
+    for view in app.query(TurnView):
+        widget = view.query_one(".versions")
+        out.append(str(widget.render()).split("  ")[0] if widget.display else "")
+    return out
+
+
 def label(app: R1ChatApp) -> str:
     view = app.query(TurnView).last()
     widget = view.query_one(".alternatives")
@@ -115,10 +124,13 @@ async def test_an_edited_question_forks_and_the_old_branch_comes_back(tmp_path: 
         cid = app.chat.conversation.id
         assert cid is not None
         assert [m.content for m in store.shown(cid)] == ["ONE?", "Answer 3."]
+        # The edited question says so on itself, not only in a passing notification.
+        await wait_until(lambda: versions(app) == ["‹ 2/2 ›"], pilot)
         await pilot.press("alt+up")  # back to the first version, with what followed it
         await wait_until(lambda: len(app.query(TurnView)) == 2, pilot)
         assert [m.content for m in store.shown(cid)] == ["one?", "Answer 1.", "two?", "Answer 2."]
         assert app.chat.conversation.exchanges[-1] == ("two?", "Answer 2.")
+        assert versions(app) == ["‹ 1/2 ›", ""]
     store.close()
 
 

@@ -133,7 +133,9 @@ class ChatView(VerticalScroll):
         assert self.engine is not None and self.live is None
         await self.query("#welcome").remove()
         folded = samples > 1 or self.settings.thinking == "folded"
-        view = TurnView(question, folded=folded, thinks=self.engine.info.thinks)
+        view = TurnView(
+            question, folded=folded, thinks=self.engine.info.thinks, attachments=attachments
+        )
         await self.mount(view)  # composed before the first drain reaches it
         self.anchor()
         live = LiveTurn(
@@ -211,6 +213,7 @@ class ChatView(VerticalScroll):
             await live.absorb(chunk, self._clock())
             live.finish(chunk, event.result, self._clock())
             self._label_alternatives(live.view)
+            self._label_versions()
             await self._end(live)
 
     async def on_samples_finished(self, event: messages.SamplesFinished) -> None:
@@ -253,6 +256,13 @@ class ChatView(VerticalScroll):
     def _save_failed(self, error: R1ChatError) -> None:
         self.post_message(messages.HistoryFailed(error))  # from the worker thread
 
+    def _label_versions(self) -> None:
+        """An edited question (a fork) shows which of its versions it is."""
+        versions = self.conversation.versions()
+        for view, shown in zip(self.query(TurnView), versions, strict=False):
+            if shown is not None:
+                view.set_versions(*shown)
+
     def _label_alternatives(self, view: TurnView) -> None:
         c = self.conversation
         view.set_alternatives(c.shown_alternative + 1, len(c.alternatives))
@@ -272,10 +282,12 @@ class ChatView(VerticalScroll):
         """Show the conversation's branch anew; the context its last turn used."""
         exchanges = self.conversation.view()
         await self.query("TurnView, #welcome").remove()
-        views = [TurnView(e.question, folded=True) for e in exchanges]
+        views = [TurnView(e.question, folded=True, attachments=e.attachments) for e in exchanges]
         await self.mount_all(views)
         for view, e in zip(views, exchanges, strict=True):
             await view.show_reply(e.reply)
+            if e.versions is not None:
+                view.set_versions(*e.versions)
         if views:
             self._label_alternatives(views[-1])
         self.scroll_end(animate=False)
@@ -310,9 +322,9 @@ class ChatView(VerticalScroll):
         if reply is None:
             self.notify("The last question has one reply: Ctrl+R samples another.")
             return False
-        question = views.last().question
-        await views.last().remove()
-        view = TurnView(question, folded=True)
+        last = views.last()
+        await last.remove()
+        view = TurnView(last.question, folded=True, attachments=last.attachments)
         await self.mount(view)
         await view.show_reply(reply)
         self._label_alternatives(view)

@@ -1,12 +1,16 @@
-"""One exchange: the question, the thinking pane (collapsible) and the Markdown answer."""
+"""One exchange: the question (with its versions and attached files, one line each), the
+thinking pane (collapsible) and the Markdown answer."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.widgets import Collapsible, Static, TextArea
 
+from r1chat.attachments import split_question
 from r1chat.conversation import Reply
 from r1chat.endings import finish_note
 from r1chat.sanitize import sanitize
@@ -46,15 +50,60 @@ class ThinkingPane(Collapsible):
         self.user_toggled = True
 
 
+class AttachmentLine(Collapsible):
+    """A file in the question, as one line (name and size); Enter or a click opens it. Its text
+    is put on screen only then: a file may be megabytes."""
+
+    def __init__(self, record: dict[str, object], block: str) -> None:
+        name = Path(str(record.get("name", "file"))).name
+        tokens, size = record.get("tokens"), record.get("size")
+        if isinstance(tokens, int):
+            cost = f"{tokens:,} tokens"
+        elif isinstance(size, int):
+            cost = f"{size:,} bytes"
+        else:
+            cost = "size unknown"
+        super().__init__(
+            title=f"📎 {sanitize(name)} · {cost}", collapsed=True, classes="attachment"
+        )
+        self.block = block
+
+    def on_collapsible_expanded(self, event: Collapsible.Expanded) -> None:
+        event.stop()
+        contents = self.query_one(Collapsible.Contents)
+        if not contents.children:
+            contents.mount(
+                TextArea(
+                    sanitize(self.block),
+                    read_only=True,
+                    soft_wrap=True,
+                    show_cursor=False,
+                    compact=True,
+                    classes="attachment-text",
+                )
+            )
+
+    def on_collapsible_collapsed(self, event: Collapsible.Collapsed) -> None:
+        event.stop()
+
+
 class TurnView(Vertical):
     """A question and the model's reply to it, streamed in (or shown from the history).
 
     The question is kept as the user wrote it and sanitised only where it is drawn.
     """
 
-    def __init__(self, question: str, *, folded: bool, thinks: bool = True) -> None:
+    def __init__(
+        self,
+        question: str,
+        *,
+        folded: bool,
+        thinks: bool = True,
+        attachments: list[dict[str, object]] | None = None,
+    ) -> None:
         super().__init__(classes="turn")
         self.question = question
+        self.attachments = attachments
         self.thinking = ""
         self.answer = ""
         self._folded_at_start = folded
@@ -63,7 +112,13 @@ class TurnView(Vertical):
         self.set_class(not thinks, "-no-thinking")
 
     def compose(self) -> ComposeResult:
-        yield Static(Content(sanitize(self.question)), classes="question", markup=False)
+        question, blocks = split_question(self.question, self.attachments)
+        yield Static(Content(sanitize(question)), classes="question", markup=False)
+        versions = Static("", classes="versions", markup=False)
+        versions.display = False
+        yield versions
+        for record, block in zip(self.attachments or [], blocks, strict=False):
+            yield AttachmentLine(record, block)
         alternatives = Static("", classes="alternatives", markup=False)
         alternatives.display = False
         yield alternatives
@@ -109,6 +164,12 @@ class TurnView(Vertical):
         """ "‹ 2/3 ›": the reply shown is the 2nd of 3 sampled for this question."""
         label = self.query_one(".alternatives", Static)
         label.update(Content(f"‹ {shown}/{count} ›  Alt+←/→ switch · Ctrl+R again"))
+        label.display = count > 1
+
+    def set_versions(self, shown: int, count: int) -> None:
+        """ "‹ 1/2 ›": the question shown is the 1st of 2 versions (it was edited)."""
+        label = self.query_one(".versions", Static)
+        label.update(Content(f"‹ {shown}/{count} ›  Alt+↑/↓ other versions"))
         label.display = count > 1
 
     def show_meter(self, text: str) -> None:

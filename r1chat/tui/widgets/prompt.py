@@ -62,17 +62,19 @@ class PromptInput(OrderedKeys, TextArea):
         self.insert("\n")
 
     preset: str | None = None
-    attached: tuple[tuple[Attachment, str], ...] = ()  # each file, and how it is shown
+    # Each file going with the next question: how it is shown, its cost in tokens if counted.
+    attached: tuple[tuple[Attachment, str, int | None], ...] = ()
 
     def take(self) -> tuple[str, list[dict[str, object]] | None]:
         """The question composed (preset and files applied) and its files' records; the
         prompt is left empty, the preset stays."""
-        files = [a for a, _ in self.attached]
+        files = [a for a, _, _ in self.attached]
+        records = [a.record(tokens) for a, _, tokens in self.attached]
         question = with_attachments(apply_preset(self.text.strip(), self.preset), files)
         self.clear()
         self.attach_shown(())
         self.show_mode()
-        return question, [a.record() for a in files] or None
+        return question, records or None
 
     def toggle_preset(self, name: str) -> str | None:
         self.preset = None if self.preset == name else name
@@ -93,15 +95,18 @@ class PromptInput(OrderedKeys, TextArea):
         app = self.app
         try:
             attachment = read_attachment(path)
-            size = f"{count(attachment.text):,} tokens" if count else f"{attachment.size:,} bytes"
+            tokens = count(attachment.text) if count else None
         except R1ChatError as e:
             app.call_from_thread(app.notify, sanitize(str(e)), severity="error", markup=False)
             return
+        size = f"{tokens:,} tokens" if tokens is not None else f"{attachment.size:,} bytes"
         label = f"{sanitize(Path(attachment.name).name)} ({size})"
-        app.call_from_thread(lambda: self.attach_shown((*self.attached, (attachment, label))))
+        app.call_from_thread(
+            lambda: self.attach_shown((*self.attached, (attachment, label, tokens)))
+        )
 
-    def attach_shown(self, files: tuple[tuple[Attachment, str], ...]) -> None:
+    def attach_shown(self, files: tuple[tuple[Attachment, str, int | None], ...]) -> None:
         """The files going with the next question, each with its label (already sanitised)."""
         self.attached = files
-        labels = [label for _, label in files]
+        labels = [label for _, label, _ in files]
         self.border_subtitle = ("attached: " + ", ".join(labels)) if labels else None
