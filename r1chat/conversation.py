@@ -412,8 +412,9 @@ class Conversation:
         self.shown_alternative = len(self.alternatives) - 1
 
     def _end_samples(self, result: Samples) -> None:
-        """Keep every sample that came (an empty, stopped one is nothing to keep); the chosen
-        one is saved last, and so shown and continued."""
+        """Keep every sample that came (an empty, stopped one is nothing to keep), in their
+        order, so that "‹ 2/4 ›" is sample 2 here and in the history; the chosen one is the one
+        shown and continued."""
         kept = [
             s for s in result.samples if s.answer or s.thinking or s.finish_reason != "cancelled"
         ]
@@ -422,16 +423,18 @@ class Conversation:
             chosen = kept[0] if kept else None
         self.exchanges.append((result.question, chosen.answer if chosen else ""))
         self.alternatives = []
-        ordered = [s for s in kept if s is not chosen] + ([chosen] if chosen else [])
-        for s in ordered:
+        chosen_id = None
+        for s in kept:
             self.reply_id = None
             if self._question_id is not None:
                 self._save(functools.partial(self._save_sample, s, s is chosen))
+            if s is chosen:
+                self.shown_alternative, chosen_id = len(self.alternatives), self.reply_id
             stats = {**s.stats.to_dict(), "sample": s.index}
             self.alternatives.append(
                 Reply(s.answer, s.thinking, stats, s.finish_reason, s.thinking_ended, self.reply_id)
             )
-        self.shown_alternative = max(len(self.alternatives) - 1, 0)
+        self.reply_id = chosen_id
 
     def _save_sample(self, s: Sample, chosen: bool) -> None:
         assert self.store is not None and self.id is not None

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tui_support import wait_until
+from tui_support import GatedEngine, wait_until
 
+from r1chat.config import Settings
 from r1chat.conversation import Chats
-from r1chat.engines.scripted import ScriptedEngine
+from r1chat.engines.scripted import ScriptedEngine, split_pieces
 from r1chat.history import HistoryStore
 from r1chat.prompts import ChatMessage
 from r1chat.tui.app import R1ChatApp
@@ -171,13 +172,23 @@ async def test_samples_in_the_app_vote_and_each_can_be_opened(tmp_path: Path) ->
 async def test_finished_thinking_shows_its_math_readable_and_keeps_it_raw() -> None:
     from r1chat.tui.widgets.message import ThinkingText
 
-    engine = ScriptedEngine("So $\\frac{1}{2}$ of $\\sqrt{2}$.\n</think>\n\nDone.")
-    app = R1ChatApp(engine=engine)
+    thinking = "So $\\frac{1}{2}$ of $\\sqrt{2}$.\n"
+    # Paused once the thinking is on screen, as a real model pauses: the pane draws it raw.
+    engine = GatedEngine(f"{thinking}</think>\n\nDone.", pause_after=len(split_pieces(thinking)))
+    app = R1ChatApp(Settings(thinking="open"), engine=engine)
     async with app.run_test(size=WIDE) as pilot:
         app.prompt.insert("q")
         await pilot.press("enter")
+        await wait_until(engine.paused.is_set, pilot)
+        await pilot.pause(0.3)
+        assert "sqrt" in app.export_screenshot()
+        engine.gate.set()
         await wait_until(lambda: app.chat.conversation.exchanges and not app.chat.busy, pilot)
         view = app.query(TurnView).last()
         await wait_until(lambda: "1/2" in view.query_one(ThinkingText).text, pilot)
         assert view.query_one(ThinkingText).text.strip() == "So 1/2 of √2."
         assert view.thinking.strip() == "So $\\frac{1}{2}$ of $\\sqrt{2}$."  # copy takes this
+        # And on screen: the pane is redrawn with it (Textual kept the old lines).
+        await pilot.pause(0.2)
+        screen = app.export_screenshot()
+        assert "√2" in screen and "sqrt" not in screen

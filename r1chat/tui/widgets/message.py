@@ -32,6 +32,12 @@ class ThinkingText(TextArea):
             classes="thinking-text",
         )
 
+    def load_text(self, text: str) -> None:
+        super().load_text(text)
+        # Textual 8.2.8 keeps drawing the lines it had after load_text on a TextArea that was
+        # written to before: the readable math never showed. A refresh draws the new text.
+        self.refresh()
+
     def append(self, text: str) -> None:
         follow = self.scroll_y >= self.max_scroll_y
         self.insert(text, self.document.end, maintain_selection_offset=False)

@@ -58,6 +58,10 @@ class PromptInput(OrderedKeys, TextArea):
             return bool(self.selected_text)
         return super().check_action(action, parameters)
 
+    def load_text(self, text: str) -> None:
+        super().load_text(text)
+        self.refresh()  # Textual 8.2.8 may keep drawing the old text (see ThinkingText)
+
     def action_newline(self) -> None:
         self.insert("\n")
 
