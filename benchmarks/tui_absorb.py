@@ -9,7 +9,11 @@ Prints tokens/s absorbed (Enter to the last token on screen) and CPU ms per toke
 alone (run_turn with no UI) measured in the same run.
 
     .venv/bin/python benchmarks/tui_absorb.py [--tokens 4000] [--rate TOK_S] [--hz 20]
-        [--thinking open] [--history N] [--answer code] [--typing]
+        [--thinking open] [--history N] [--answer code] [--typing] [--languages en,zh,mixed]
+
+`--languages` runs the reply in each language in turn, in one run, and prints their figures side
+by side: English, Chinese (wide characters, two cells each, in the thinking, the prose and a
+table) and a mixed-script one, as the model card's users write.
 
 `--history N` first shows N earlier turns like this one (as from the history): every layout pass
 visits every widget on the screen, so this shows whether a long conversation slows the stream.
@@ -32,9 +36,8 @@ from r1chat.engines.scripted import ScriptedEngine, split_pieces
 from r1chat.sampling import SamplingParams
 from r1chat.turn import run_turn
 
-
-def thinking_text(n_tokens: int) -> str:
-    lines = [
+THINKING = {
+    "en": [
         "Let me consider the problem from the start. We need the number of ways to tile a 2xn "
         "board with dominoes; call it f(n).",
         "If the first column holds a vertical domino, the rest is f(n-1); if two horizontal "
@@ -42,7 +45,26 @@ def thinking_text(n_tokens: int) -> str:
         "So f(n) = f(n-1) + f(n-2) with f(1) = 1 and f(2) = 2. Wait, let me double-check f(3): "
         "three vertical, or one vertical and two horizontal on either side: 3. Yes.",
         "Hmm, that is the Fibonacci sequence shifted by one. For n = 10 that gives 89.",
-    ]
+    ],
+    "zh": [
+        "我们先从头考虑这个问题。要求用多米诺骨牌铺满 2×n 棋盘的方法数，记为 f(n)。",
+        "如果第一列放一块竖着的骨牌，剩下的部分有 f(n-1) 种铺法；如果前两列放两块横着的骨牌，"
+        "剩下的部分有 f(n-2) 种铺法。",
+        "所以 f(n) = f(n-1) + f(n-2)，并且 f(1) = 1，f(2) = 2。等等，让我再验证一下 f(3)："
+        "三块竖放，或者一块竖放加两块横放，共 3 种。没错。",
+        "嗯，这就是错位一项的斐波那契数列。n = 10 时结果是 89。",
+    ],
+    "mixed": [
+        "Let me 先从头考虑: we need 铺满 2×n 棋盘的方法数 f(n), the classic domino tiling.",
+        "第一列 vertical 的话剩下 f(n-1)；two horizontal dominoes 的话剩下 f(n-2)。",
+        "So f(n) = f(n-1) + f(n-2)，f(1) = 1, f(2) = 2。Wait, 验证 f(3) = 3: yes, 没错。",
+        "这是 Fibonacci shifted by one，n = 10 gives 89 种。",
+    ],
+}
+
+
+def thinking_text(n_tokens: int, language: str = "en") -> str:
+    lines = THINKING[language]
     out: list[str] = []
     n = 0
     i = 0
@@ -54,7 +76,45 @@ def thinking_text(n_tokens: int) -> str:
     return "".join(out)
 
 
-def answer_text(n_tokens: int) -> str:
+ANSWER_SECTIONS = {
+    "zh": (
+        "## 第 {k} 步：递推关系\n\n"
+        "每一种铺法的开头只有两种可能：\n\n"
+        "1. 一块**竖着**的骨牌，剩下 2×(n−1) 的棋盘；\n"
+        "2. 两块*横着*的骨牌，剩下 2×(n−2) 的棋盘。\n\n"
+        "| n | 铺法数 | 说明 |\n|---|---|---|\n"
+        "| 1 | 1 | 只能竖放 |\n| 2 | 2 | 两竖或两横 |\n| 3 | 3 | 斐波那契 |\n\n"
+        "```python\n"
+        "def 铺法数(列数: int) -> int:\n"
+        "    前, 后 = 1, 2  # 一列和两列的铺法\n"
+        "    for _ in range(列数 - 1):\n"
+        "        前, 后 = 后, 前 + 后\n"
+        "    return 前\n"
+        "```\n\n"
+        "> n = 10 时答案是 $\\boxed{{89}}$。\n\n"
+    ),
+    "mixed": (
+        "## Step {k}: 递推 recurrence\n\n"
+        "Each tiling 的开头 is either:\n\n"
+        "1. a **vertical** 骨牌, leaving 2×(n−1)；\n"
+        "2. two *horizontal* 骨牌, leaving 2×(n−2)。\n\n"
+        "| n | tilings 铺法 | note 说明 |\n|---|---|---|\n"
+        "| 1 | 1 | only 竖放 |\n| 2 | 2 | 两竖 or 两横 |\n| 3 | 3 | Fibonacci |\n\n"
+        "> n = 10 的答案 is $\\boxed{{89}}$。\n\n"
+    ),
+}
+
+
+def answer_text(n_tokens: int, language: str = "en") -> str:
+    if language in ANSWER_SECTIONS:
+        parts: list[str] = []
+        n, k = 0, 1
+        while n < n_tokens:
+            part = ANSWER_SECTIONS[language].format(k=k)
+            parts.append(part)
+            n += len(split_pieces(part))
+            k += 1
+        return "# 多米诺骨牌铺法\n\n" + "".join(parts)
     section = (
         "## Step {k}: the recurrence\n\n"
         "Each tiling starts with either:\n\n"
@@ -149,8 +209,9 @@ async def through_app(
 
     # The conversation is saved as in real use, but to a scratch file, not the user's history.
     scratch = tempfile.TemporaryDirectory()
+    # The made-up thinking repeats its few lines on purpose; the loop guard would rightly end it.
     app = R1ChatApp(
-        Settings(max_tokens=10**6, thinking=thinking),
+        Settings(max_tokens=10**6, thinking=thinking, on_loop="warn"),
         engine=engine,
         drain_hz=hz,
         chats=Chats(HistoryStore.open(Path(scratch.name) / "history.sqlite3")),
@@ -178,7 +239,13 @@ async def through_app(
         if typist is not None:
             await typist
         view = app.query(TurnView).last()
-        assert view.thinking.strip() == think_want.strip(), "thinking lost"
+        if view.thinking.strip() != think_want.strip():
+            import difflib
+
+            diff = difflib.unified_diff(
+                think_want.strip().splitlines(), view.thinking.strip().splitlines(), lineterm=""
+            )
+            raise AssertionError("thinking lost:\n" + "\n".join(list(diff)[:20]))
         assert view.answer == answer_want, "answer lost"
     scratch.cleanup()
     return AppRun(wall, cpu, app.chat.pacer.frames, key_ms)
@@ -209,10 +276,25 @@ def main() -> None:
         action="store_true",
         help="type into the prompt while it streams; print key latency",
     )
+    ap.add_argument(
+        "--languages",
+        default="en",
+        help="comma-separated: en, zh (Chinese), mixed; each one's figures side by side",
+    )
     args = ap.parse_args()
 
-    answer = (answer_text if args.answer == "markdown" else code_answer_text)(args.tokens)
-    reply = f"{thinking_text(args.tokens)}\n</think>\n\n{answer}"
+    for language in args.languages.split(","):
+        if language not in THINKING:
+            raise SystemExit(f"no language {language!r} (en, zh, mixed)")
+        if args.answer == "markdown":
+            answer = answer_text(args.tokens, language)
+        else:
+            answer = code_answer_text(args.tokens)
+        reply = f"{thinking_text(args.tokens, language)}\n</think>\n\n{answer}"
+        report(language, reply, args)
+
+
+def report(language: str, reply: str, args: argparse.Namespace) -> None:
     n_tokens = len(split_pieces(reply))
     p_wall, p_cpu, _ = producer_alone(reply)
     run = asyncio.run(
@@ -221,24 +303,25 @@ def main() -> None:
     wall, cpu, frames = run.wall, run.cpu, run.frames
     pace = f"paced at {args.rate:.0f} tok/s" if args.rate else "as fast as it can"
     print(
-        f"reply: {n_tokens:,} tokens ({len(reply):,} chars), engine {pace}, "
+        f"[{language}] reply: {n_tokens:,} tokens ({len(reply):,} chars), engine {pace}, "
         f"drain {args.hz:g} Hz, thinking {args.thinking}, {args.history} earlier turns, "
         f"{args.answer} answer"
     )
     print(
-        f"producer alone : {n_tokens / p_wall:10,.0f} tok/s  {1000 * p_cpu / n_tokens:.3f} "
-        "CPU ms/token"
+        f"[{language}] producer alone : {n_tokens / p_wall:10,.0f} tok/s"
+        f"  {1000 * p_cpu / n_tokens:.3f} CPU ms/token"
     )
     print(
-        f"through the app: {n_tokens / wall:10,.0f} tok/s  {1000 * cpu / n_tokens:.3f} "
-        f"CPU ms/token  ({wall:.2f} s wall, {cpu:.2f} s CPU, {100 * cpu / wall:.0f}% of a core, "
-        f"{frames / wall:.1f} frames/s)"
+        f"[{language}] through the app: {n_tokens / wall:10,.0f} tok/s"
+        f"  {1000 * cpu / n_tokens:.3f} CPU ms/token  ({wall:.2f} s wall, {cpu:.2f} s CPU,"
+        f" {100 * cpu / wall:.0f}% of a core, {frames / wall:.1f} frames/s)"
     )
     if run.key_ms:
         keys = sorted(run.key_ms)
         print(
-            f"typing meanwhile: {len(keys)} keys, handled in {statistics.median(keys):.0f} ms "
-            f"median, {keys[int(0.9 * (len(keys) - 1))]:.0f} ms p90, {keys[-1]:.0f} ms max"
+            f"[{language}] typing meanwhile: {len(keys)} keys, handled in"
+            f" {statistics.median(keys):.0f} ms median, {keys[int(0.9 * (len(keys) - 1))]:.0f}"
+            f" ms p90, {keys[-1]:.0f} ms max"
         )
 
 

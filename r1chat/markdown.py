@@ -13,6 +13,11 @@ from rich.console import Console, JustifyMethod
 from rich.markdown import Heading, Markdown
 from rich.segment import Segment, Segments
 
+from r1chat import widewrap
+
+# Every path that renders an answer comes through here: Chinese wraps between characters.
+widewrap.install()
+
 
 class _LeftHeading(Heading):
     # Rich centres h1; in a chat column a centred heading reads as a banner, not a section.

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "r1chat"
 
 # Everything outside these is domain: what the TUI, `ask`, `eval` and the tests share.
 FRONT_ENDS = ("r1chat.tui", "r1chat.commands", "r1chat.cli", "r1chat.__main__")
-PRESENTATION = ("r1chat.render", "r1chat.markdown")
+PRESENTATION = ("r1chat.render", "r1chat.markdown", "r1chat.widewrap")
 UI_LIBRARIES = ("textual", "rich")
 ENGINES = "r1chat.engines"
 
@@ -216,6 +216,7 @@ def test_commands_do_not_import_each_other_except_shared_helpers() -> None:
         "r1chat.commands.process",
         "r1chat.commands.sub_app",
         "r1chat.commands.spinner",
+        "r1chat.commands.table",  # the header row of `history list` and `models list`
         "r1chat.commands.ask_many",  # ask's --samples output, a part of ask
     )
     for name, found in MODULES.items():

@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from r1chat.errors import R1ChatError
-from r1chat.tui.keys import OrderedKeys, PendingKey, deliver
+from r1chat.tui.keys import OrderedKeys, TakesPendingKeys, deliver
 
 T = TypeVar("T")
 
@@ -28,33 +28,43 @@ class Entered(Generic[T]):
     value: T
 
 
-class Dialog(ModalScreen[T]):
+class Dialog(TakesPendingKeys, ModalScreen[T]):
     """A modal dialog whose keys arrive in the order typed: keys typed before its field had
-    the focus (sent on by the widget below as PendingKeys) go to the field, in order."""
+    the focus (handed on by the widget below) go to the field first, in order, and keys typed
+    straight to the field meanwhile wait behind them."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pending: list[events.Key] = []
+        self._pending: list[tuple[str, str | None]] = []
+        self._handed: set[events.Key] = set()  # handed to the field, not yet arrived there
 
-    def on_pending_key(self, event: PendingKey) -> None:
-        event.stop()
-        event.prevent_default()
-        self._pending.append(event)
+    def take(self, key: str, character: str | None) -> None:
+        self._pending.append((key, character))
         self._hand_on()
+
+    def waiting(self, event: events.Key) -> bool:
+        if event in self._handed:
+            self._handed.discard(event)
+            return False
+        return bool(self._pending or self._handed)
 
     def on_screen_resume(self) -> None:
         # After Textual's own handler has given the field the focus.
         self.call_after_refresh(self._hand_on)
 
     def _hand_on(self) -> None:
+        if self.focused is not None and self._pending:
+            # Made by the app, as a typed key is: one made here would stop bubbling at this
+            # screen (its sender) and never reach the app, which runs the dialog's bindings (y).
+            self.app.call_next(self._deliver)
+
+    def _deliver(self) -> None:
         focused = self.focused
         if focused is None:
             return
         pending, self._pending = self._pending, []
-        for key in pending:
-            # Made by the app, as a typed key is: one made here would stop bubbling at this
-            # screen (its sender) and never reach the app, which runs the dialog's bindings (y).
-            self.app.call_next(deliver, focused, key.key, key.character)
+        for key, character in pending:
+            self._handed.add(deliver(focused, key, character))
 
 
 class DialogInput(OrderedKeys, Input):

@@ -9,9 +9,9 @@ that take keys mix in `OrderedKeys`:
 - a key that reaches a widget after an earlier key moved the focus goes on to the focused one,
   in order (`focus_now` moves the focus at once; Textual's `focus()` waits a turn);
 - a key that reaches a widget after an earlier key opened a dialog (F8, F12, Ctrl+F, d…) goes
-  on to the dialog, in order: to its focused widget, or to the dialog itself before it has one
-  (a `Dialog` hands it on once its field has the focus); and a key that reaches a dialog's field
-  after an earlier key closed the dialog goes back to the screen below;
+  on to the dialog, which hands the keys to its field in order once the field has the focus; a
+  key the app sends straight to the field meanwhile waits behind them; and a key that reaches a
+  dialog's field after an earlier key closed the dialog goes back to the screen below;
 - a non-printable key runs its binding right here, on this widget's chain up to the app,
   instead of after bubbling through every parent's queue; a printable one only when the widget
   itself binds it (elsewhere a letter is text).
@@ -45,27 +45,39 @@ def focus_now(widget: Widget) -> None:
     widget.screen.set_focus(widget)
 
 
-def deliver(widget: Widget, key: str, character: str | None) -> None:
+def deliver(widget: Widget, key: str, character: str | None) -> events.Key:
     """Hand `key` to `widget` as the app hands it a typed key: marked as forwarded, so that,
     unhandled, it bubbles to the app's bindings once instead of being taken for a new key."""
-    widget._forward_event(events.Key(key, character))
+    event = events.Key(key, character)
+    widget._forward_event(event)
+    return event
 
 
-class PendingKey(events.Key):
-    """A key sent on to a dialog that has no focused widget yet: the dialog hands it to its
-    field once it has one (r1chat.tui.dialogs.Dialog)."""
+class TakesPendingKeys:
+    """A screen (a dialog) that takes the keys handed on to it and gives them to its focused
+    widget in the order they came, keys typed straight to that widget meanwhile included
+    (r1chat.tui.dialogs.Dialog)."""
+
+    def take(self, key: str, character: str | None) -> None:
+        raise NotImplementedError
+
+    def waiting(self, event: events.Key) -> bool:
+        """Whether `event`, come to the focused widget, must wait behind keys handed on."""
+        raise NotImplementedError
 
 
 class OrderedKeys(_Base):
     async def _on_key(self, event: events.Key) -> None:
         top = self.app.screen
-        if top is not self.screen:
+        if top is not self.screen or (isinstance(top, TakesPendingKeys) and top.waiting(event)):
             event.stop()
             event.prevent_default()
-            if top.focused is not None:
+            if isinstance(top, TakesPendingKeys):
+                # At once, not as a message: a key the app sends straight to the dialog's field
+                # must find every earlier one already in line.
+                top.take(event.key, event.character)
+            elif top.focused is not None:
                 deliver(top.focused, event.key, event.character)
-            else:
-                top.post_message(PendingKey(event.key, event.character))
             return
         focused = self.screen.focused
         if focused is not None and focused is not self:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Container, Vertical
 from textual.content import Content
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import Collapsible, Static, TextArea
 
 from r1chat.attachments import split_question
@@ -31,6 +34,25 @@ class ThinkingText(TextArea):
             compact=True,
             classes="thinking-text",
         )
+        self._wrapped_for = -1  # the wrap width of the last Resize this widget handled
+        self._own_resize = False
+
+    def on_resize(self) -> None:
+        # TextArea's own handler has just wrapped the text again at `wrap_width`.
+        self._wrapped_for = self.wrap_width
+        if self._own_resize:
+            self._own_resize = False
+            self.refresh(layout=True)  # the height follows the new number of lines
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Textual 8.2.8 sometimes gives a widget its new size without a Resize (a scroll and a
+        # layout in one refresh: the sidebar opened beside a long reply): the text stayed
+        # wrapped for the old width, its line ends cut off. A Resize of our own wraps it again.
+        if self.soft_wrap and self.wrap_width > 0 and self.wrap_width != self._wrapped_for:
+            self._wrapped_for = self.wrap_width
+            self._own_resize = True
+            self.post_message(events.Resize(self.size, self.virtual_size, self.container_size))
+        return super().render_lines(crop)
 
     def load_text(self, text: str) -> None:
         super().load_text(text)
