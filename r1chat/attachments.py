@@ -2,14 +2,17 @@
 blocks under their names, the way a user pastes a file for the model to read.
 
 The model only ever sees text, so a file is refused before anything is sent when it is not text
-(NUL bytes, or not UTF-8), cannot be read, or is a directory; one that would not fit the context
-is refused by the engine's own check, also before the question is saved.
+(NUL bytes, or not UTF-8), cannot be read, is not a regular file (a directory, a named pipe, a
+device), or is larger than any context holds; one that would not fit this context is refused by
+the engine's own check, also before the question is saved.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +21,19 @@ from typing import Any
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage
 
-# Far beyond any context (a 131,072-token context holds ~0.5 MB of text): reading more is waste.
-MAX_BYTES = 8 * 1024 * 1024
+# The largest context a model of ours has, and about the most bytes of text it holds (a token is
+# some 4 bytes of English, fewer of code or other scripts): a larger file cannot fit any context,
+# and reading and counting one only keeps the user waiting.
+LARGEST_CONTEXT = 131_072
+MAX_BYTES = 4 * LARGEST_CONTEXT  # 512 KiB
 STDIN_NAME = "stdin"
+_NOT_FILES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
 _FENCE_RUN = re.compile(r"`{3,}")
 _LANGS = {
     ".py": "python", ".js": "javascript", ".ts": "typescript", ".rs": "rust", ".go": "go",
@@ -46,29 +59,55 @@ class Attachment:
 
 
 def read_attachment(path: str, stdin: bytes | None = None) -> Attachment:
-    """The file at `path` (`-`: the bytes piped on stdin) as text, or a one-line error."""
+    """The file at `path` (`-`: the bytes piped on stdin) as text, or a one-line error.
+
+    Only a regular file is opened: opening a named pipe waits for a writer, for ever, and a
+    device never ends; nor is a file read that is larger than any context holds."""
     if path == "-":
         if stdin is None:
             raise R1ChatError("-f -: nothing is piped on stdin", 2)
+        _check_size(STDIN_NAME, len(stdin))
         return _decoded(STDIN_NAME, stdin)
     p = Path(path).expanduser()
     try:
-        if p.is_dir():
-            raise R1ChatError(f"cannot attach {path}: it is a directory", 2)
-        if not p.exists():
-            raise R1ChatError(f"cannot attach {path}: no such file", 2)
-        size = p.stat().st_size
-        if size > MAX_BYTES:
-            raise R1ChatError(
-                f"cannot attach {path}: {size:,} bytes is more than any context holds", 2
-            )
-        with p.open("rb") as f:
+        _check_kind(path, os.stat(p).st_mode)
+        # Opened without waiting, and checked again once open: the name may have been given to
+        # a pipe meanwhile.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        with open(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            _check_kind(path, info.st_mode)
+            _check_size(path, info.st_size)
             data = f.read(MAX_BYTES + 1)
     except OSError as e:
-        raise R1ChatError(f"cannot attach {path}: {e.strerror or e}", 2) from None
-    if len(data) > MAX_BYTES:  # a FIFO or a file that grew
-        raise R1ChatError(f"cannot attach {path}: more than {MAX_BYTES:,} bytes", 2)
+        raise R1ChatError(f"cannot attach {path}: {_why(p, e)}", 2) from None
+    _check_size(path, len(data))  # a file that grew
     return _decoded(path, data)
+
+
+def _check_kind(name: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((kind for test, kind in _NOT_FILES if test(mode)), "not a file")
+        raise R1ChatError(f"cannot attach {name}: it is {kind}, not a regular file", 2)
+
+
+def _check_size(name: str, size: int) -> None:
+    if size > MAX_BYTES:
+        raise R1ChatError(
+            f"cannot attach {name}: {size:,} bytes is over the limit of {MAX_BYTES // 1024} KiB"
+            f" (about what a {LARGEST_CONTEXT:,}-token context holds)",
+            2,
+        )
+
+
+def _why(path: Path, e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    if e.errno == errno.ENOENT:
+        if path.is_symlink():
+            return "a symbolic link to a file that does not exist"
+        return "no such file"
+    return e.strerror or str(e)
 
 
 def _decoded(name: str, data: bytes) -> Attachment:

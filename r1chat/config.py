@@ -118,12 +118,10 @@ class Settings:
         if b is not None and m is not None and m > b:
             raise R1ChatError(f"--think-min ({m:,}) is larger than --think-budget ({b:,})", 2)
         if b is not None and b + ANSWER_ROOM > self.max_tokens:
-            raise R1ChatError(
-                f"a thinking budget of {b:,} tokens leaves no room for an answer within"
-                f" --max-tokens {self.max_tokens:,}"
-                f" (keep it below {self.max_tokens - ANSWER_ROOM:,})",
-                2,
-            )
+            raise R1ChatError(_no_room(f"a thinking budget of {b:,} tokens", b, self.max_tokens), 2)
+        # Thinking at least m tokens within max_tokens leaves no answer either (an empty reply).
+        if m is not None and m + ANSWER_ROOM > self.max_tokens:
+            raise R1ChatError(_no_room(f"--think-min {m:,}", m, self.max_tokens), 2)
 
     def parse_budget(self, text: str) -> int | None:
         """A thinking budget as typed (the app's dialog): a number of tokens that leaves room
@@ -133,9 +131,16 @@ class Settings:
             return None
         if text.isdigit() and int(text) + ANSWER_ROOM <= self.max_tokens:
             return int(text)
+        if self.max_tokens < ANSWER_ROOM:
+            # No budget fits (not even 0): say so rather than give a negative bound.
+            raise R1ChatError(
+                f"max_tokens ({self.max_tokens:,}) leaves no room for a budget: the closing text"
+                f" and the answer need {ANSWER_ROOM} tokens. Leave it empty.",
+                2,
+            )
         raise R1ChatError(
-            f"A budget is a number of tokens below {self.max_tokens - ANSWER_ROOM + 1:,}"
-            " (max_tokens), or empty.",
+            f"A budget is a number of tokens up to {self.max_tokens - ANSWER_ROOM:,}"
+            f" (max_tokens {self.max_tokens:,} less {ANSWER_ROOM} for the answer), or empty.",
             2,
         )
 
@@ -205,6 +210,21 @@ TABLE_NAMES = {
     ("reasoning", "min"): "think_min",
     ("reasoning", "wait"): "think_wait",
 }
+
+
+def _no_room(what: str, tokens: int, max_tokens: int) -> str:
+    """Why `tokens` of thinking leave no answer within max_tokens, with bounds that can be met
+    (max_tokens - ANSWER_ROOM is negative below ANSWER_ROOM: no bound to give then)."""
+    need = f"raise --max-tokens to at least {tokens + ANSWER_ROOM:,}"
+    if max_tokens < ANSWER_ROOM:
+        return (
+            f"{what} leaves no room for an answer within --max-tokens {max_tokens:,}: the"
+            f" closing text and the answer need {ANSWER_ROOM} tokens after the thinking; {need}"
+        )
+    return (
+        f"{what} leaves no room for an answer within --max-tokens {max_tokens:,}:"
+        f" keep it at most {max_tokens - ANSWER_ROOM:,}, or {need}"
+    )
 
 
 def _check(key: str, value: Any, where: str) -> Any:

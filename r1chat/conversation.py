@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -290,26 +291,79 @@ class Conversation:
         n_ctx = engine.info.n_ctx
         if n_ctx <= 0:  # a server that does not say: it will refuse what does not fit
             return self.first
-        room = n_ctx - min(params.max_tokens, n_ctx // 2)
-
-        def size(first: int) -> int:
-            messages = [*history_messages(self.exchanges[first:]), ChatMessage("user", question)]
-            # Tokens never outnumber UTF-8 bytes (plus a few per message for the template):
-            # most turns are known to fit without tokenizing anything.
-            cheap = sum(len(m.content.encode("utf-8")) + 16 for m in messages)
-            return cheap if cheap <= room else engine.count_tokens(messages)
-
         last = max(len(self.exchanges) - 1, 0)
-        if self.first >= last or size(self.first) <= room:
+        if self.first >= last:
             return self.first
-        lo, hi = self.first + 1, last  # the least `first` that fits in half the room
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if size(mid) <= room // 2:
-                hi = mid
-            else:
-                lo = mid + 1
-        self.first = lo
+        room = n_ctx - min(params.max_tokens, n_ctx // 2)
+        history = history_messages(self.exchanges)
+        asked = ChatMessage("user", question)
+        # Tokens never outnumber UTF-8 bytes (plus a few per message for the template), so
+        # bound[f], the bytes of the prompt from exchange f on, shows most prompts fit without
+        # tokenizing anything.
+        bound = [_bytes(asked)] * (len(self.exchanges) + 1)
+        for i in range(len(self.exchanges) - 1, -1, -1):
+            bound[i] = bound[i + 1] + _bytes(history[2 * i]) + _bytes(history[2 * i + 1])
+        counted: dict[int, float] = {}
+
+        def tokens(first: int) -> float:
+            if first not in counted:
+                try:
+                    counted[first] = engine.count_tokens([*history[2 * first :], asked])
+                except R1ChatError:
+                    # A long history can be too big to even render: the template's output is
+                    # bounded by a few times what the context holds. That prompt does not fit;
+                    # a template that fails whatever it is given fails again on the turn itself.
+                    if first == last:
+                        raise
+                    tokens(last)
+                    counted[first] = math.inf
+            return counted[first]
+
+        def fits(first: int, limit: int) -> bool:
+            return bound[first] <= limit or tokens(first) <= limit
+
+        def least(lo: int, limit: int, *, exact: bool = True) -> int:
+            """The least `first` from `lo` on whose prompt fits `limit`; `last` when none does
+            (not `exact`: more than `lo` once `lo` is known not to fit). Each guess is where
+            the tokens counted so far, exchange by exchange, say the limit falls, with at most
+            three times the exchanges of the longest prompt known to fit: no prompt much longer
+            than one that fits is rendered."""
+            good, bad = last, lo - 1  # the answer is in (bad, good]
+            while good > lo and bound[good - 1] <= limit:
+                good -= 1
+            for first, n in counted.items():  # what the other limit's search counted
+                if n <= limit and lo <= first < good:
+                    good = first
+                elif n > limit and bad < first < good:
+                    bad = first
+            stalls = 0  # steps in a row that did not halve (bad, good]
+            while good - bad > 1 and (exact or bad < lo):
+                width, at_good, bracketed = good - bad, tokens(good), bad >= lo
+                known = bracketed and counted[bad] < math.inf
+                if stalls >= 2 or (bracketed and not known):
+                    guess, stalls = (bad + good) // 2, 0
+                else:
+                    per = (
+                        (counted[bad] - at_good) / width
+                        if known
+                        else at_good / (last - good + 2)  # the question: about one exchange
+                    )
+                    back = math.floor((limit - at_good) / per) if per > 0 else width
+                    guess = good - min(back, 2 * (last - good + 1))
+                guess = min(max(guess, bad + 1), good - 1)
+                if fits(guess, limit):
+                    good = guess
+                else:
+                    bad = guess
+                stalls = stalls + 1 if bracketed and good - bad > width // 2 else 0
+            return good
+
+        # Most turns fit whole: counted at once, unless its bytes are far past the room.
+        if bound[self.first] <= 4 * room and fits(self.first, room):
+            return self.first
+        if least(self.first, room, exact=False) == self.first:
+            return self.first
+        self.first = least(self.first + 1, room // 2)
         return self.first
 
     # --- asking ---
@@ -420,7 +474,8 @@ class Conversation:
         ]
         chosen = result.chosen() if result.samples else None
         if chosen is None or chosen not in kept:
-            chosen = kept[0] if kept else None
+            # No vote: the first sample that did not fail is the one shown and continued.
+            chosen = next((s for s in kept if s.error is None), kept[0] if kept else None)
         self.exchanges.append((result.question, chosen.answer if chosen else ""))
         self.alternatives = []
         chosen_id = None
@@ -442,7 +497,7 @@ class Conversation:
             self.id,
             s.answer,
             s.thinking,
-            {**s.stats.to_dict(), "sample": s.index},
+            {**s.stats.to_dict(), "sample": s.index, **({"error": s.error} if s.error else {})},
             s.finish_reason,
             parent_id=self._question_id,
             thinking_ended=s.thinking_ended,
@@ -488,6 +543,12 @@ class Conversation:
                 # follows the usual rule (see HistoryStore.add_assistant_message).
                 activate=self._alternative,
             )
+
+
+def _bytes(message: ChatMessage) -> int:
+    """At most the tokens `message` costs in a prompt: its UTF-8 bytes, and a few for the
+    template around it."""
+    return len(message.content.encode("utf-8", "replace")) + 16
 
 
 class Chats:

@@ -9,3 +9,12 @@ class R1ChatError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class PromptTooLong(R1ChatError):
+    """The prompt is what does not fit in the context: a short question would (exit status 2).
+    `eval` skips such a problem and goes on; settings that leave no room for any question stay
+    an R1ChatError and end the run."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 2)

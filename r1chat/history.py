@@ -449,7 +449,7 @@ class HistoryStore:
             db.execute(
                 "INSERT INTO conversations (id, title, model, created, updated, touched)"
                 f" VALUES (?, ?, ?, ?, ?, {_NEXT_TOUCH})",
-                (cid, " ".join(title.split()) or "Untitled", model, ts, ts),
+                (cid, _storable(" ".join(title.split())) or "Untitled", _storable(model), ts, ts),
             )
             db.execute("UPDATE meta SET value = ? WHERE key = 'last_conversation_id'", (cid,))
             return cid
@@ -515,8 +515,12 @@ class HistoryStore:
         activate: bool = False,
     ) -> int:
         ts = now()
-        blob = json.dumps(stats, ensure_ascii=False) if stats is not None else None
-        files = json.dumps(attachments, ensure_ascii=False) if attachments is not None else None
+        blob = _storable(json.dumps(stats, ensure_ascii=False)) if stats is not None else None
+        files = (
+            _storable(json.dumps(attachments, ensure_ascii=False))
+            if attachments is not None
+            else None
+        )
         with self._tx() as db:
             row = db.execute(
                 "SELECT leaf_id FROM conversations WHERE id = ?", (conv_id,)
@@ -539,8 +543,8 @@ class HistoryStore:
                 (
                     conv_id,
                     role,
-                    content,
-                    thinking or "",
+                    _storable(content),
+                    _storable(thinking or ""),
                     blob,
                     finish_reason,
                     ts,
@@ -575,24 +579,24 @@ class HistoryStore:
         """Show the branch that holds `message_id` (a search hit on another branch): its newest
         message becomes the leaf. False when it is on the branch shown already."""
         messages, leaf = self._all_messages(conv_id)
-        if message_id in _path(messages, leaf):
+        if message_id in _path(conv_id, messages, leaf):
             return False
         if message_id not in {m.id for m in messages}:
             raise R1ChatError(f"no message {message_id} in conversation {conv_id}")
-        self.set_leaf(conv_id, _newest_below(_children(messages), message_id))
+        self.set_leaf(conv_id, _newest_below(conv_id, _children(messages), message_id))
         return True
 
     def question_versions(self, conv_id: int) -> tuple[int, list[int]]:
         """See the module function `question_versions`, for the branch this conversation shows."""
         messages, leaf = self._all_messages(conv_id)
-        path = _path(messages, leaf)
+        path = _path(conv_id, messages, leaf)
         return question_versions(messages, [m for m in messages if m.id in path])
 
     def versions_shown(self, conv_id: int) -> dict[int, tuple[int, int]]:
         """For each question on the branch shown that has other versions (it was edited): its
         place among them, 1-based, and how many there are."""
         messages, leaf = self._all_messages(conv_id)
-        path = _path(messages, leaf)
+        path = _path(conv_id, messages, leaf)
         children = _children(messages)
         out: dict[int, tuple[int, int]] = {}
         for m in messages:
@@ -603,7 +607,7 @@ class HistoryStore:
         return out
 
     def rename(self, conv_id: int, title: str) -> None:
-        title = " ".join(title.split())
+        title = _storable(" ".join(title.split()))
         if not title:
             raise R1ChatError("a conversation title cannot be empty", 2)
         with self._tx() as db:
@@ -693,7 +697,7 @@ class HistoryStore:
         args: list[Any] = []
         if model:
             sql += " AND instr(lower(c.model), lower(?))"
-            args.append(model)
+            args.append(_storable(model))
         sql += " ORDER BY c.touched DESC, c.id DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -745,7 +749,7 @@ class HistoryStore:
         messages, leaf = self._all_messages(conv_id)
         if all_branches:
             return messages
-        path = _path(messages, leaf)
+        path = _path(conv_id, messages, leaf)
         return [m for m in messages if m.id in path]
 
     def exchanges(self, conv_id: int) -> list[tuple[Message, Message | None]]:
@@ -755,7 +759,7 @@ class HistoryStore:
         each reply follows its own question, the next question follows the latest one).
         """
         messages, leaf = self._all_messages(conv_id)
-        path = _path(messages, leaf)
+        path = _path(conv_id, messages, leaf)
         on_path: dict[int, Message] = {}
         newest: dict[int, Message] = {}
         for m in messages:
@@ -799,7 +803,7 @@ class HistoryStore:
         languages written without spaces.
         """
         # FTS5's parser stops at a NUL ("unterminated string"); no control character is a word.
-        terms = _CONTROLS.sub(" ", query).split()
+        terms = _CONTROLS.sub(" ", _storable(query)).split()
         if not terms or limit <= 0:
             return []
         fts = " ".join(_fts_term(t) for t in terms)
@@ -944,7 +948,7 @@ def question_versions(messages: list[Message], shown: list[Message]) -> tuple[in
         versions = [m for m in children.get(q.parent_id, []) if m.role == "user"]
         if len(versions) < 2:
             continue
-        leaves = [_newest_below(children, v.id) for v in versions]
+        leaves = [_newest_below(v.conversation_id, children, v.id) for v in versions]
         return [v.id for v in versions].index(q.id), leaves
     return 0, []
 
@@ -956,26 +960,54 @@ def _children(messages: list[Message]) -> dict[int | None, list[Message]]:
     return children
 
 
-def _newest_below(children: dict[int | None, list[Message]], message_id: int) -> int:
+def _newest_below(conv_id: int, children: dict[int | None, list[Message]], message_id: int) -> int:
     """The newest message of the subtree under `message_id` (itself included): the leaf that
-    shows its branch as it was last continued."""
-    newest, todo = message_id, [message_id]
+    shows its branch as it was last continued. R1ChatError when the subtree loops back on
+    itself (a hand-made file): walked blindly, a loop never ends."""
+    newest, todo, seen = message_id, [message_id], {message_id}
     while todo:
         for child in children.get(todo.pop(), []):
+            if child.id in seen:
+                raise _loop(conv_id, child.id)
+            seen.add(child.id)
             newest = max(newest, child.id)
             todo.append(child.id)
     return newest
 
 
-def _path(messages: list[Message], leaf: int | None) -> set[int]:
-    """The ids from the leaf back to the conversation's first message."""
+def _path(conv_id: int, messages: list[Message], leaf: int | None) -> set[int]:
+    """The ids from the leaf back to the conversation's first message. R1ChatError when the
+    parents lead back to a message already passed (a hand-made file): there is no first one."""
     parents = {m.id: m.parent_id for m in messages}
     path: set[int] = set()
     node = leaf
-    while node is not None and node in parents and node not in path:
+    while node is not None and node in parents:
         path.add(node)
-        node = parents[node]
+        parent = parents[node]
+        if parent in path:
+            raise _loop(conv_id, node)
+        node = parent
     return path
+
+
+def _loop(conv_id: int, message_id: int) -> R1ChatError:
+    return R1ChatError(
+        f"the history file is damaged: conversation {conv_id}'s messages form a loop"
+        f" (message {message_id})"
+    )
+
+
+# A lone UTF-16 surrogate: a Python str holds it, UTF-8 (and so SQLite) cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    """`text` as SQLite can store it: a lone surrogate becomes U+FFFD (a pair becomes the
+    character it encodes), so that a reply with one is saved rather than lost to an encoding
+    error."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _message(r: tuple[Any, ...]) -> Message:
@@ -1013,7 +1045,7 @@ def _live_conversations(model: str | None) -> tuple[str, list[Any]]:
     """The SQL condition (on `c`, the conversations) that keeps the trash out and, given a
     model, what it names."""
     if model:
-        return "c.deleted_at IS NULL AND instr(lower(c.model), lower(?))", [model]
+        return "c.deleted_at IS NULL AND instr(lower(c.model), lower(?))", [_storable(model)]
     return "c.deleted_at IS NULL", []
 
 

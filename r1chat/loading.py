@@ -35,7 +35,7 @@ def load_engine(
     huggingface-hub draws its own bar on the terminal). Setting `cancel` stops a load midway.
     """
     if settings.api_base:
-        return load_remote(settings, on_note=on_note)
+        return load_remote(settings, on_note=on_note, cancel=cancel)
     from r1chat.engines.llama import LlamaEngine
     from r1chat.hardware import load_fitted
 
@@ -51,18 +51,25 @@ def load_engine(
     return engine
 
 
-def load_remote(settings: Settings, *, on_note: Notes | None = None) -> RemoteEngine:
+def load_remote(
+    settings: Settings, *, on_note: Notes | None = None, cancel: threading.Event | None = None
+) -> RemoteEngine:
     """The model `settings.model` names (default: the first listed) on the configured server;
-    its key comes from the environment variable `settings.api_key_env`, never from a file."""
-    from r1chat.engines.remote import RemoteEngine, api_key
+    its key comes from the environment variable `settings.api_key_env`, never from a file.
+    Setting `cancel` (or a signal) ends the wait on the server at once."""
+    from r1chat.engines.remote import RemoteEngine, key_from_env
 
     assert settings.api_base is not None
+    key, stripped = key_from_env(settings.api_key_env)
+    if stripped and on_note is not None:
+        on_note(stripped)
     return RemoteEngine(
         settings.api_base,
         settings.model,
-        key=api_key(settings.api_key_env),
+        key=key,
         timeout_s=settings.timeout,
         on_note=on_note,
+        cancel=cancel,
     )
 
 

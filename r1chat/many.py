@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from r1chat.answers import Vote, vote
@@ -23,10 +23,12 @@ from r1chat.engines.base import (
     BatchStats,
     DecodesTogether,
     Engine,
+    Failed,
     ManyEvent,
     Stats,
     one_at_a_time,
 )
+from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import Ended, Kind, ReasoningParams, ThinkingControl
 from r1chat.sampling import SamplingParams
@@ -49,6 +51,7 @@ class Sample:
     thinking_ended: Ended | None = None
     stats: Stats = field(default_factory=Stats, repr=False)
     forced_tokens: int = 0  # what r1chat wrote into it (a budget's closing text)
+    error: str | None = None  # why its request failed ("error" is then its finish reason)
 
     @property
     def completion_tokens(self) -> int:
@@ -83,6 +86,7 @@ class Sample:
             "answer_tokens": self.answer_tokens,
             "forced_tokens": self.forced_tokens,
             "completion_tokens": self.completion_tokens,
+            "error": self.error,
         }
 
 
@@ -104,20 +108,38 @@ class Samples:
     vote: Vote
     question: str = ""
     model: str = ""
+    # Samples whose request failed before any of their text came: (index, why).
+    failed: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def errors(self) -> list[tuple[int, str]]:
+        """Every sample that failed, first or midway: (index, why), in index order."""
+        midway: list[tuple[int, str]] = [
+            (s.index, s.error) for s in self.samples if s.error is not None
+        ]
+        return sorted([*self.failed, *midway])
 
     def chosen(self) -> Sample:
         """The sample whose answer won the vote (the first of them), else the first one."""
         if self.vote.members:
             return self.samples[self.vote.members[0]]
-        return self.samples[0]
+        return next((s for s in self.samples if s.error is None), self.samples[0])
 
     @property
     def stopped(self) -> bool:
         return any(s.finish_reason == "cancelled" for s in self.samples)
 
+    @property
+    def all_failed(self) -> bool:
+        """Every sample's request failed: what came of them is kept, but it is no answer."""
+        return bool(self.errors) and all(s.error is not None for s in self.samples)
+
     def no_answer(self) -> str | None:
-        """Why no sample has an answer, in one line; None when one has."""
-        if any(s.answer.strip() for s in self.samples):
+        """Why no sample has an answer, in one line; None when one has. A failed sample's
+        text is no answer."""
+        if self.all_failed:
+            return f"no answer: every sample failed ({self.errors[0][1]})"
+        if any(s.answer.strip() for s in self.samples if s.error is None):
             return None
         if not self.samples:
             return "no answer: stopped before any sample began"
@@ -128,11 +150,14 @@ class Samples:
         )
 
     def agreement(self) -> str:
-        """ "4, 6 of 8 samples agree"; or why there is no vote."""
+        """ "4, 6 of 8 samples agree"; or why there is no vote. Failed samples do not vote,
+        and the line says how many failed."""
         v = self.vote
+        failed = len(self.errors)
+        but = f" ({failed} failed)" if failed else ""
         if v.answer is None:
-            return f"no sample of {v.of} gave a \\boxed{{}} answer"
-        return f"{v.answer}, {v.count} of {v.of} samples agree"
+            return f"no sample of {v.of} gave a \\boxed{{}} answer{but}"
+        return f"{v.answer}, {v.count} of {v.of} samples agree{but}"
 
 
 @dataclass(frozen=True)
@@ -151,11 +176,19 @@ class SampleEvent:
 
 
 @dataclass(frozen=True)
+class SampleFailed:
+    """Sample `index`'s request failed; the others go on."""
+
+    index: int
+    message: str
+
+
+@dataclass(frozen=True)
 class SamplesDone:
     samples: Samples
 
 
-SamplesEvent = SamplesStarted | SampleEvent | SamplesDone
+SamplesEvent = SamplesStarted | SampleEvent | SampleFailed | SamplesDone
 
 
 class SampleMeter:
@@ -169,6 +202,7 @@ class SampleMeter:
         self.answer = [0] * k
         self.tail = [""] * k
         self.ended: list[str] = [""] * k
+        self.failed: list[str] = [""] * k
 
     def progress(self, p: SampleProgress) -> None:
         self.think[p.index] = p.thinking_tokens
@@ -179,7 +213,9 @@ class SampleMeter:
     def lines(self, indent: str = "") -> str:
         out = []
         for i, (t, a) in enumerate(zip(self.think, self.answer, strict=True)):
-            if a:
+            if self.failed[i]:
+                state = "failed: " + " ".join(sanitize(self.failed[i]).split())[:80]
+            elif a:
                 state = "answering: " + " ".join(sanitize(self.tail[i]).split())
             else:
                 state = "thinking…" if not self.ended[i] else self.ended[i]
@@ -193,6 +229,12 @@ def controls_for(engine: Engine, reasoning: ReasoningParams | None, k: int) -> l
     if not engine.info.thinks:
         return [None] * k
     return [ThinkingControl(reasoning or ReasoningParams()) for _ in range(k)]
+
+
+def voted(samples: list[Sample]) -> Vote:
+    """The vote of the samples that did not fail: a failed one neither votes nor counts."""
+    v = vote([s.boxed if s.error is None else None for s in samples])
+    return replace(v, of=sum(s.error is None for s in samples))
 
 
 class SampleRun:
@@ -224,6 +266,7 @@ class SampleRun:
         self.recorders = [TurnRecorder(question, name, c) for c in self.controls]
         self.stats = BatchStats(k=k)
         self.started = False
+        self.failed: dict[int, str] = {}
 
     def answer_now(self) -> None:
         for c in self.controls:
@@ -244,6 +287,10 @@ class SampleRun:
             if isinstance(ev, BatchDone):
                 self.stats = ev.stats
                 continue
+            if isinstance(ev, Failed):
+                self.failed[i] = ev.message
+                yield SampleFailed(i, ev.message)
+                continue
             for tev in recorders[i].feed(ev):
                 if isinstance(tev, TurnStarted):
                     if self.started:
@@ -252,18 +299,31 @@ class SampleRun:
                     yield SamplesStarted(tev.prompt_tokens)
                     continue
                 yield SampleEvent(i, tev)
+        if self.failed and not any(r.started for r in self.recorders):
+            # Not one sample began (a server that is down): that is the run's error.
+            raise R1ChatError(self.failed[min(self.failed)])
         yield SamplesDone(self.partial())
 
     def partial(self) -> Samples:
-        """Every sample that began, as far as it came (unfinished ones marked stopped)."""
-        samples = [Sample.of(i, r.partial()) for i, r in enumerate(self.recorders) if r.started]
+        """Every sample that began, as far as it came (unfinished ones marked stopped, failed
+        ones marked "error"); failed samples do not vote."""
+        samples = []
+        for i, r in enumerate(self.recorders):
+            if not r.started:
+                continue
+            sample = Sample.of(i, r.partial())
+            if i in self.failed:
+                sample.finish_reason, sample.error = "error", self.failed[i]
+            samples.append(sample)
         self.stats.completion_tokens = sum(s.completion_tokens for s in samples)
+        began = {s.index for s in samples}
         return Samples(
             samples,
             self.stats,
-            vote([s.boxed for s in samples]),
+            voted(samples),
             self.question,
             self.engine.info.name,
+            tuple((i, m) for i, m in sorted(self.failed.items()) if i not in began),
         )
 
 

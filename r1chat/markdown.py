@@ -91,3 +91,46 @@ def code_fence(block: str) -> tuple[str, str, str] | None:
         return None
     token = tokens[0]
     return token.markup, token.info, token.content
+
+
+# Lines of a code fence rendered together: Rich renders a 400-line fence in ~0.5 s, so a long
+# fence is rendered in runs of lines (by the TUI and by `ask`), and only the run still growing is
+# rendered again.
+FENCE_RUN_LINES = 20
+
+
+def fence_runs(block: str) -> list[str] | None:
+    """A long fenced code block cut into fences of 1-2x FENCE_RUN_LINES lines, or None.
+
+    Rich drops a fence's trailing blank lines, never its leading ones, so blank lines at a cut
+    start the next run and the runs rendered one after another show every line of the whole.
+    Cuts prefer a line at the left margin (a new top-level statement), where a multi-line string
+    or comment is least likely to be open, so highlighting rarely changes at a cut.
+
+    Each cut is the first suitable line past its run's start, so lines added to the fence never
+    move one: while a fence streams in, every run but the last is final (`ask` prints it once).
+    """
+    fence = code_fence(block)
+    if fence is None:
+        return None
+    marker, info, code = fence
+    body = code.rstrip("\n").split("\n")
+    if len(body) <= FENCE_RUN_LINES:
+        return None
+    runs: list[list[str]] = []
+    start = 0
+    while len(body) - start > FENCE_RUN_LINES:
+        window = range(start + FENCE_RUN_LINES, min(len(body), start + 2 * FENCE_RUN_LINES))
+        cut = next((i for i in window if body[i][:1] not in ("", " ", "\t")), None)
+        if cut is None and len(body) - start <= 2 * FENCE_RUN_LINES:
+            break  # a longer last run rather than a cut inside a statement
+        if cut is None:
+            cut = next((i for i in range(window.start, len(body)) if body[i].strip()), None)
+        if cut is None:
+            break  # only blank lines are left
+        while cut - 1 > start and not body[cut - 1].strip():
+            cut -= 1
+        runs.append(body[start:cut])
+        start = cut
+    runs.append(body[start:])
+    return [f"{marker}{info}\n" + "\n".join(run) + f"\n{marker}\n" for run in runs]

@@ -90,9 +90,14 @@ class JsonRenderer:
 
 class TerminalRenderer:
     """Thinking streams dimmed; the answer renders as Markdown, finished blocks printed once and
-    only the block in progress kept live (a tall Live duplicates lines, rich#3263)."""
+    only the block in progress kept live (a tall Live duplicates lines, rich#3263). A long code
+    fence is printed in runs of lines as they become final (`fence_runs`), so only its last run is
+    live: a redraw then costs the same at line 800 of a fence as at line 20."""
 
     REFRESH_S = 1 / 8
+    # A redraw waits this many times the last one's duration (if more than REFRESH_S), so redraws
+    # take at most a third of the time whatever the block in progress costs to render.
+    REDRAW_GAP = 2.0
 
     def __init__(self, show_think: bool = True, console: Any = None, math: bool = True) -> None:
         from rich.console import Console
@@ -104,10 +109,15 @@ class TerminalRenderer:
         self._thinking = False
         self._think_tail = ""
         self._answer = ""
-        self._printed = 0
+        self._printed = 0  # characters of `_answer` printed
+        # Not `_printed > 0`: blank lines before a fence are passed over without printing.
+        self._printed_any = False
+        # The opening line of a code fence whose first runs are printed ("" when none): the
+        # unprinted text continues that fence, so it is rendered after this line.
+        self._fence = ""
         self._live: Any = None
         self._status: Any = None
-        self._last_update = 0.0
+        self._next_update = 0.0
         self._clean_think = StreamSanitizer()
         self._clean_answer = StreamSanitizer()
 
@@ -159,44 +169,85 @@ class TerminalRenderer:
             self._live = Live(console=self.console, auto_refresh=False, transient=True)
             self._live.start()
         self._answer += text
-        finished = self._finished_blocks() if "\n" in text else ""
-        if finished:
-            self._print_blocks(self._live.console, finished)
-            self._printed += len(finished)
+        printed = self._print_final() if "\n" in text else False
         now = time.monotonic()
-        if finished or now - self._last_update >= self.REFRESH_S:
-            self._last_update = now
+        # After a print the live view must drop what was printed, or it would show twice.
+        if printed or now >= self._next_update:
             self._live.update(self._live_view(), refresh=True)
+            done = time.monotonic()
+            # Timed from the end of the redraw, and longer after a slow one: timed from its start,
+            # a redraw slower than REFRESH_S was due again at once, on every token.
+            self._next_update = done + max(self.REFRESH_S, self.REDRAW_GAP * (done - now))
 
-    def _print_blocks(self, console: Any, text: str) -> None:
+    def _unprinted(self) -> str:
+        """The answer not yet printed, as Markdown that renders on its own."""
+        return self._fence + self._answer[self._printed :]
+
+    def _advance(self, chars: int, fence: str = "") -> None:
+        """The first `chars` characters of `_unprinted()` are printed; `fence`: the opening line
+        of the code fence that the rest continues, if any."""
+        self._printed += chars - len(self._fence)
+        self._fence = fence
+
+    def _print_final(self) -> bool:
+        """Print what of the unprinted text is final: all but the last whole-line block, and all
+        but the last run of a long code fence in that block. Whether anything was printed."""
+        from r1chat.markdown import block_starts, fence_runs
+
+        tail = self._unprinted()
+        # Only whole lines decide where blocks begin: "1" may yet become "10. item".
+        whole = tail[: tail.rfind("\n") + 1]
+        starts = block_starts(whole)
+        if not starts:
+            return False
+        printed = len(starts) > 1
+        if printed:
+            self._print(self._live.console, whole[: starts[-1]])
+        runs = fence_runs(whole[starts[-1] :]) or []
+        if starts[-1] and (printed or len(runs) > 1):
+            # Printed, or only blank lines and link definitions before a fence printed below.
+            self._advance(starts[-1])
+        if len(runs) > 1:
+            opening = runs[0][: runs[0].index("\n") + 1]
+            for run in runs[:-1]:
+                self._print(self._live.console, run, more=True)
+                # A run is its opening line, its code lines and its closing line: in the answer,
+                # the same opening line (or `_fence`) and code lines.
+                self._advance(_line_end(self._unprinted(), run.count("\n") - 1), opening)
+            printed = True
+        return printed
+
+    def _print(self, console: Any, text: str, *, more: bool = False) -> None:
+        """Print `text`, the start of `_unprinted()`; `more`: a run of a fence that goes on."""
         # Rich puts a blank line between blocks it prints together: keep one between batches
-        # too, so the spacing never depends on how the tokens arrived.
-        if self._printed:
+        # too, so the spacing never depends on how the tokens arrived. A fence's next run follows
+        # its last directly.
+        if self._printed_any and not self._fence:
             console.print()
-        console.print(self._trimmed(text))
+        console.print(self._segments(text, more=more))
+        self._printed_any = True
 
-    def _trimmed(self, text: str) -> Any:
-        """`text` as Markdown without the blank lines Rich sometimes puts before a block at the
-        start (a loose list) or after the last: batches then sit exactly one line apart."""
-        from r1chat.markdown import markdown_segments
+    def _segments(self, text: str, *, more: bool = False) -> Any:
+        """`text` (the start of `_unprinted()`) as Markdown, without the blank lines Rich sometimes
+        puts before a block at the start (a loose list) or after the last: batches then sit
+        exactly one line apart. `more`: it is a run of a fence that goes on."""
+        from rich.segment import Segment, Segments
 
-        return markdown_segments(self.console, text, math=self.math)
+        from r1chat.markdown import markdown_lines
+
+        lines = markdown_lines(self.console, text, math=self.math)
+        # Each run of a fence renders as a fence of its own, with a padding row above and below:
+        # the whole fence has only the first run's top row and the last run's bottom row.
+        lines = lines[(1 if self._fence else 0) : (-1 if more else None)]
+        return Segments([seg for line in lines for seg in (*line, Segment.line())])
 
     def _live_view(self) -> Any:
-        view = self._trimmed(self._answer[self._printed :])
-        if not self._printed:
+        view = self._segments(self._unprinted())
+        if not self._printed_any or self._fence:
             return view
         from rich.console import Group
 
         return Group("", view)
-
-    def _finished_blocks(self) -> str:
-        """The unprinted blocks that are final: all but the last whole-line block."""
-        from r1chat.markdown import block_starts
-
-        tail = self._answer[self._printed :]
-        starts = block_starts(tail[: tail.rfind("\n") + 1])
-        return tail[: starts[-1]] if len(starts) > 1 else ""
 
     def finish(self, result: TurnResult) -> None:
         self.think(self._clean_think.close())
@@ -205,9 +256,8 @@ class TerminalRenderer:
         if self._live is not None:
             self._live.update("", refresh=True)
             self._live.stop()
-            tail = self._answer[self._printed :]
-            if tail.strip():
-                self._print_blocks(self.console, tail)
+            if self._answer[self._printed :].strip():
+                self._print(self.console, self._unprinted())
         note = finish_note(
             result.finish_reason, result.stats.completion_tokens, result.thinking_ended
         )
@@ -218,6 +268,14 @@ class TerminalRenderer:
             and (result.finish_reason == "length" or result.thinking_ended == "loop")
         ):
             self.console.print(note, style="yellow", markup=False)
+
+
+def _line_end(text: str, lines: int) -> int:
+    """The offset in `text` just past its first `lines` lines."""
+    end = 0
+    for _ in range(lines):
+        end = text.index("\n", end) + 1
+    return end
 
 
 def make_renderer(

@@ -112,6 +112,7 @@ class Reply:
     done: bool = True  # end with data: [DONE]
     pause_s: float = 0.0  # before the first event
     gap_s: float = 0.0  # between events
+    hang_s: float = 0.0  # before anything, even the response headers (a stalled server)
 
 
 class ReplayServer:
@@ -125,6 +126,10 @@ class ReplayServer:
         self.models = models or [{"id": "m", "object": "model"}]
         self.requests: list[tuple[dict[str, Any], dict[str, str]]] = []
         self.extra: dict[str, Any] = {}  # path -> JSON, e.g. "/props"
+        self.models_hang_s = 0.0  # GET /v1/models answers only after this long
+        self.models_reply: Reply | None = None  # an error for GET /v1/models instead
+        self.gets: list[str] = []  # the paths asked for, in order
+        self.closing = threading.Event()  # ends every hang at once when the server closes
         self.in_flight = 0
         self.peak = 0  # the most chat requests served at once
         lock = threading.Lock()
@@ -147,7 +152,12 @@ class ReplayServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                if self.path == "/v1/models":
+                outer.gets.append(self.path)
+                if self.path == "/v1/models" and outer.models_hang_s:
+                    outer.closing.wait(outer.models_hang_s)
+                if self.path == "/v1/models" and outer.models_reply is not None:
+                    self._json(outer.models_reply.status, outer.models_reply.body)
+                elif self.path == "/v1/models":
                     self._json(200, {"object": "list", "data": outer.models})
                 elif self.path in outer.extra:
                     self._json(200, outer.extra[self.path])
@@ -169,6 +179,8 @@ class ReplayServer:
                         outer.in_flight -= 1
 
             def _reply(self, reply: Reply) -> None:
+                if reply.hang_s:
+                    outer.closing.wait(reply.hang_s)
                 if reply.status != 200:
                     self._json(reply.status, reply.body, reply.headers)
                     return
@@ -198,6 +210,7 @@ class ReplayServer:
         self._thread.start()
 
     def close(self) -> None:
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

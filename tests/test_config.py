@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import typer
+from cli_support import run_cli
 from typer.testing import CliRunner
 
 from r1chat.commands.config_cmd import config_app
@@ -144,3 +146,48 @@ def test_config_show_with_a_broken_file_is_one_line(r1home: Path) -> None:
     out = CliRunner().invoke(app(), ["config", "show"])
     assert out.exit_code == 2
     assert out.stderr.startswith("r1chat: error: ") and "config.toml:1: top_p" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        # --think-min at or above --max-tokens: the thinking would take every token, no answer.
+        (Settings(max_tokens=100, think_min=5000), "--think-min 5,000 leaves no room"),
+        (Settings(max_tokens=100, think_min=100), "keep it at most 36"),
+        (Settings(max_tokens=100, think_budget=90), "keep it at most 36"),
+        # Below ANSWER_ROOM no budget fits: the bound to give is on --max-tokens, never negative.
+        (Settings(max_tokens=10, think_budget=0), "raise --max-tokens to at least 64"),
+        (Settings(max_tokens=10, think_min=5), "raise --max-tokens to at least 69"),
+    ],
+)
+def test_thinking_that_leaves_no_answer_is_refused_with_a_bound_that_can_be_met(
+    settings: Settings, says: str
+) -> None:
+    with pytest.raises(R1ChatError, match="no room for an answer") as e:
+        settings.check_reasoning()
+    message = str(e.value)
+    assert says in message and "\n" not in message and e.value.exit_code == 2
+    assert not re.search(r"-\d", message), message  # no negative bound
+    Settings(max_tokens=164, think_min=100, think_budget=100).check_reasoning()  # room left
+
+
+def test_the_app_s_budget_dialog_gives_a_bound_that_can_be_met() -> None:
+    assert Settings(max_tokens=100).parse_budget("36") == 36
+    with pytest.raises(R1ChatError, match="up to 36 "):
+        Settings(max_tokens=100).parse_budget("37")
+    with pytest.raises(R1ChatError, match="no room for a budget") as e:
+        Settings(max_tokens=10).parse_budget("0")
+    assert not re.search(r"-\d", str(e.value))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("ask", "q"), ("ask", "-k", "2", "q"), ("eval", "none.jsonl")],
+)
+def test_think_min_above_max_tokens_is_refused_by_every_command(
+    r1home: Path, command: tuple[str, ...]
+) -> None:
+    proc = run_cli(*command, "--max-tokens", "100", "--think-min", "200", home=r1home)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.count("\n") == 1, err
+    assert "--think-min 200 leaves no room for an answer within --max-tokens 100" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -761,3 +763,131 @@ def test_search_finds_text_on_any_branch_and_opens_that_branch(tmp_path: Path) -
     ]  # fmt: skip
     assert store.show_branch_of(cid, r1) is False  # already shown
     store.close()
+
+
+# --- a hand-made file: parents in a loop, text UTF-8 cannot hold ------------------------------
+
+
+def ends(call: Callable[[], object], seconds: float = 10) -> object:
+    """What `call` returned or raised, failing the test when it runs on: a walk that follows
+    parents round a loop never ends (the thread is a daemon, left behind only on failure)."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except BaseException as e:  # the test judges it
+            out.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        pytest.fail(f"still running after {seconds} s: a walk round a loop")
+    return out[0]
+
+
+def looped(db_path: Path, store: HistoryStore) -> int:
+    """q1 a1 q2 a2 (ids 1-4), then q2's parent set to a2: 3 -> 4 -> 3."""
+    cid = chat(store, "t", ("q1", "", "a1"), ("q2", "", "a2"))
+    with contextlib.closing(raw(db_path)) as con, con:
+        con.execute("UPDATE messages SET parent_id = 4 WHERE id = 3")
+    return cid
+
+
+LOOP_ERROR = "the history file is damaged: conversation 1's messages form a loop (message 3)"
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda s, c: s.turns(c),
+        lambda s, c: s.exchanges(c),
+        lambda s, c: s.shown(c),
+        lambda s, c: s.messages(c),
+        lambda s, c: s.versions_shown(c),
+        lambda s, c: s.question_versions(c),
+        lambda s, c: s.show_branch_of(c, 1),
+    ],
+    ids=["turns", "exchanges", "shown", "messages", "versions", "question_versions", "show"],
+)
+def test_parents_in_a_loop_are_a_one_line_error(
+    db_path: Path, store: HistoryStore, read: Callable[[HistoryStore, int], object]
+) -> None:
+    cid = looped(db_path, store)
+    error = ends(lambda: read(store, cid))
+    assert isinstance(error, R1ChatError) and str(error) == LOOP_ERROR
+    # Every message can still be read, loop or not (to export it, to mend the file).
+    assert len(store.messages(cid, all_branches=True)) == 4
+
+
+def test_a_loop_off_the_branch_shown_is_found_when_its_branch_is_opened(
+    db_path: Path, store: HistoryStore
+) -> None:
+    cid = chat(store, "t", ("q1", "", "a1"), ("q2", "", "a2"))
+    q2b = store.add_user_message(cid, "q2, edited", parent_id=2)  # a fork: 5, then its reply 6
+    store.add_assistant_message(cid, "a2b", parent_id=q2b)
+    with contextlib.closing(raw(db_path)) as con, con:
+        con.execute("UPDATE messages SET parent_id = 4 WHERE id = 3")
+    assert store.turns(cid) == [("q1", "a1"), ("q2, edited", "a2b")]  # the branch shown is whole
+    error = ends(lambda: store.show_branch_of(cid, 3))  # a search hit in the loop
+    assert isinstance(error, R1ChatError) and str(error) == LOOP_ERROR
+
+
+def test_a_fork_looped_back_on_itself_cannot_hang_switching_versions(
+    db_path: Path, store: HistoryStore
+) -> None:
+    # Alt+Up asks for the edited question's versions, which walks each version's subtree: with
+    # the first reply's parent set to the newest message, that walk went round for ever.
+    cid = chat(store, "t", ("q1", "", "a1"), ("q2", "", "a2"))
+    q2b = store.add_user_message(cid, "q2, edited", parent_id=2)
+    store.add_assistant_message(cid, "a2b", parent_id=q2b)
+    with contextlib.closing(raw(db_path)) as con, con:
+        con.execute("UPDATE messages SET parent_id = 6 WHERE id = 2")
+    error = ends(lambda: store.question_versions(cid))
+    assert isinstance(error, R1ChatError)
+    assert str(error) == LOOP_ERROR.replace("message 3", "message 2")
+
+
+def test_a_message_that_is_its_own_parent_is_a_loop(db_path: Path, store: HistoryStore) -> None:
+    cid = chat(store, "t", ("q1", "", "a1"))
+    with contextlib.closing(raw(db_path)) as con, con:
+        con.execute("UPDATE messages SET parent_id = 2 WHERE id = 2")
+    error = ends(lambda: store.turns(cid))
+    assert isinstance(error, R1ChatError)
+    assert str(error) == LOOP_ERROR.replace("message 3", "message 2")
+
+
+LONE = ["\ud83d", "a\udc00b"]  # what UTF-8, and so SQLite, cannot encode
+MENDED = ["\ufffd", "a\ufffdb"]
+
+
+@pytest.mark.parametrize(("text", "stored"), list(zip(LONE, MENDED, strict=True)))
+def test_lone_surrogates_are_saved_as_replacement_characters(
+    db_path: Path, store: HistoryStore, text: str, stored: str
+) -> None:
+    cid = store.new_conversation(f"title {text}", f"model {text}")
+    q = store.add_user_message(cid, f"q {text}", attachments=[{"name": text, "size": 1}])
+    store.add_assistant_message(
+        cid, f"answer {text}", f"thinking {text}", {"note": text, text: 1}, parent_id=q
+    )
+    with HistoryStore.open(db_path) as other:  # read back from the file, not from memory
+        conv = other.get_conversation(cid)
+        [question, reply] = other.messages(cid)
+    assert (conv.title, conv.model) == (f"title {stored}", f"model {stored}")
+    assert question.content == f"q {stored}"
+    assert question.attachments == [{"name": stored, "size": 1}]
+    assert (reply.content, reply.thinking) == (f"answer {stored}", f"thinking {stored}")
+    assert reply.stats == {"note": stored, stored: 1}
+    store.rename(cid, f"renamed {text}")
+    assert store.get_conversation(cid).title == f"renamed {stored}"
+    assert [h.message_id for h in store.search(f"answer {text}")] == [reply.id]
+    assert store.list_conversations(model=f"model {text}")[0].id == cid
+
+
+def test_a_surrogate_pair_held_as_two_code_points_is_saved_as_its_character(
+    store: HistoryStore,
+) -> None:
+    cid = store.new_conversation("t")
+    store.add_user_message(cid, "smile \ud83d\ude00")
+    assert store.messages(cid)[0].content == "smile \U0001f600"

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from r1chat.markdown import answer_markdown, block_starts
+from r1chat.markdown import answer_markdown, block_starts, fence_runs
 
 
 def _blocks(text: str) -> list[str]:
@@ -56,3 +56,20 @@ def test_headings_are_left_aligned_and_links_stay_text() -> None:
 
 def test_console_markup_in_model_text_is_shown_as_typed() -> None:
     assert "[bold red]not markup[/bold red]" in _render("[bold red]not markup[/bold red]")
+
+
+def test_a_growing_fence_keeps_its_runs_but_the_last() -> None:
+    # `ask` prints a long fence's runs but the last as final while it streams: more lines must
+    # never move a cut. Blank and indented lines around the cuts, and an indented stretch longer
+    # than two runs, where a cut falls inside a statement.
+    code = "".join(
+        f"def f{i}(x):\n" + "    y = x\n" * (i % 4) + "\n" * (i % 3) + f"    return y * {i}\n"
+        for i in range(40)
+    )
+    code += "".join(f"    more = {i}\n" for i in range(50)) + "tail = 1\n"
+    lines = code.splitlines(keepends=True)
+    whole = fence_runs("```python\n" + code + "```\n")
+    assert whole is not None and len(whole) > 6
+    for n in range(len(lines) + 1):
+        final = (fence_runs("```python\n" + "".join(lines[:n])) or [])[:-1]
+        assert final == whole[: len(final)], n

@@ -101,6 +101,8 @@ def run_samples(
             if live is not None:
                 live.close()
     assert result is not None
+    for index, reason in result.errors:
+        sys.stderr.write(f"r1chat: sample {index + 1} failed: {sanitize(reason)}\n")
     if loops:
         which = ", ".join(str(i) for i in sorted(loops))
         sys.stderr.write(f"r1chat: note: the thinking of sample {which} repeats itself\n")
@@ -108,6 +110,8 @@ def run_samples(
         pass  # nothing to show; the line below says why
     elif json_out:
         sys.stdout.write(safe_json(as_json(result), indent=None) + "\n")
+    elif result.all_failed:
+        pass  # what came is saved; printed as the answer it would read as one
     elif live is not None:
         show(result, math=settings.math == "unicode")
     else:
@@ -117,6 +121,8 @@ def run_samples(
         sys.stderr.write(stats_line(result) + "\n")
     why = result.no_answer()
     if why is not None:
+        if result.all_failed:
+            return stop.exit_code or 1  # the errors are above: a failure, not a short reply
         sys.stderr.write(f"r1chat: {why}\n")
         return stop.exit_code or NO_ANSWER
     return stop.exit_code
@@ -152,6 +158,7 @@ def as_json(result: Samples) -> dict[str, Any]:
         "model": result.model,
         "samples": [s.to_dict() for s in result.samples],
         "vote": {"answer": result.vote.answer, "count": result.vote.count, "of": result.vote.of},
+        "failed": [{"index": i, "error": why} for i, why in result.errors],
         "chosen": chosen.index,
         "answer": chosen.answer,
         "boxed": chosen.boxed,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
@@ -31,8 +30,13 @@ def show_cmd(
 
     with user_errors():
         settings = load_settings()
+    from r1chat.engines.remote import redacted
+    from r1chat.sanitize import safe_json
+
     path = paths().config_file
     values = settings.values()
+    if values.get("api_base"):
+        values["api_base"] = redacted(str(values["api_base"]))  # never a password in a URL
     if json_out:
         out = {
             "config_file": str(path),
@@ -40,10 +44,10 @@ def show_cmd(
             "settings": values,
             "sources": {k: settings.source(k) for k in values},
         }
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        sys.stdout.write(safe_json(out) + "\n")
         return
     state = "" if path.exists() else "  (not created)"
     sys.stdout.write(f"# {path}{state}\n")
     for key, value in values.items():
-        shown = "(auto)" if value is None else json.dumps(value)
+        shown = "(auto)" if value is None else safe_json(value, indent=None)
         sys.stdout.write(f"{key} = {shown}  # {settings.source(key)}\n")

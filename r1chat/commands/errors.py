@@ -10,12 +10,15 @@ from typing import NoReturn
 import typer
 
 from r1chat.errors import R1ChatError
+from r1chat.sanitize import sanitize
 
 
 def say_error(message: str) -> None:
     """The error on stderr, on one line whatever the message holds (SQLite's and llama.cpp's
     can span several)."""
-    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    # What an error quotes may come from outside (a server's words, a model id, a file name):
+    # no escape sequence reaches the terminal through it.
+    line = " ".join(part.strip() for part in sanitize(message).splitlines() if part.strip())
     sys.stderr.write(f"r1chat: error: {line}\n")
     sys.stderr.flush()
 

@@ -58,7 +58,15 @@ def eval_cmd(
     from r1chat.commands.spinner import load_with_spinner
     from r1chat.config import load_settings
     from r1chat.errors import R1ChatError
-    from r1chat.evaluate import Result, load_done, load_problems, run, summary
+    from r1chat.evaluate import (
+        Result,
+        ResultsFile,
+        eval_settings,
+        load_problems,
+        needs_solving,
+        run,
+        summary,
+    )
     from r1chat.interrupts import handled
     from r1chat.prompts import PRESETS
 
@@ -80,10 +88,14 @@ def eval_cmd(
         )
         settings.check_reasoning()
         k = settings.samples
+        chosen = None if preset == "none" else preset
         problems = load_problems(file, limit)
-        done = load_done(out)
-        todo = sum(p.id not in done for p in problems)
-        sink = out.open("a", encoding="utf-8") if out is not None and todo else None
+        # Before the model loads: results made with other settings end the run at once.
+        sink = ResultsFile(out, eval_settings(settings, chosen)) if out is not None else None
+        done = sink.done if sink is not None else {}
+        todo = sum(needs_solving(p, done) for p in problems)
+        if sink is not None and todo:
+            sink.open()
         results: list[Result] = []
         t0 = time.perf_counter()
         with handled() as stop:
@@ -91,8 +103,7 @@ def eval_cmd(
 
             def keep(r: Result) -> None:
                 if sink is not None:
-                    sink.write(r.to_json() + "\n")
-                    sink.flush()  # a stop keeps every problem finished
+                    sink.write(r)  # flushed: a stop keeps every problem finished
                 if stats:
                     sys.stderr.write(_stats_line(r) + "\n")
 
@@ -103,7 +114,7 @@ def eval_cmd(
                         engine,
                         problems,
                         settings,
-                        None if preset == "none" else preset,
+                        chosen,
                         done=done,
                         cancel=cancel,
                         on_result=keep,
@@ -156,6 +167,8 @@ class _Bar:
 def _stats_line(r: Any) -> str:
     from r1chat.sanitize import sanitize
 
+    if r.skipped is not None:
+        return f"problem {sanitize(r.id)}: skipped, counted as wrong: {sanitize(r.skipped)}"
     right = sum(r.correct)
     return (
         f"problem {sanitize(r.id)}: {right} of {len(r.correct)} right"
@@ -177,6 +190,11 @@ def _print(report: dict[str, Any], k: int, json_out: bool) -> None:
         f"speed           {report['tok_s']:,.1f} tokens/s ({report['tokens']:,} tokens)",
         f"wall time       {report['wall_s']:,.1f} s",
     ]
+    if report["skipped"]:
+        lines.append(
+            f"skipped         {report['skipped']} longer than the context"
+            " (counted as wrong; --stats says why)"
+        )
     if report["cut_at_max_tokens"]:
         lines.append(f"cut at the limit {report['cut_at_max_tokens']} (raise --max-tokens)")
     sys.stdout.write("\n".join(lines) + "\n")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from r1chat.errors import R1ChatError
 from r1chat.interrupts import Interrupted, Interrupts
+from r1chat.sanitize import sanitize
 
 if TYPE_CHECKING:
     from r1chat.config import Settings
@@ -35,7 +36,7 @@ def load_with_spinner(settings: Settings, *, quiet: bool, stop: Interrupts) -> E
 
         def note(line: str) -> None:
             if not quiet:
-                sys.stderr.write(f"r1chat: {line}\n")
+                sys.stderr.write(f"r1chat: {sanitize(line)}\n")
 
         return load(note)
     from rich.console import Console
@@ -44,4 +45,4 @@ def load_with_spinner(settings: Settings, *, quiet: bool, stop: Interrupts) -> E
     console = Console(stderr=True)
     name = settings.model or "r1-7b"
     with console.status(Text(f"Loading {name}…")):
-        return load(lambda line: console.print(Text(f"r1chat: {line}")))
+        return load(lambda line: console.print(Text(f"r1chat: {sanitize(line)}")))

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from r1chat.errors import R1ChatError
+from r1chat.errors import PromptTooLong, R1ChatError
 
 if TYPE_CHECKING:
     from r1chat.prompts import ChatMessage
@@ -102,8 +102,16 @@ class BatchDone:
     stats: BatchStats
 
 
+@dataclass(frozen=True)
+class Failed:
+    """Sample `index`'s request failed (a server's error, in one line): the other samples go
+    on, and what came of this one before the failure is kept, marked as failed."""
+
+    message: str
+
+
 # (sample index, event); the closing BatchDone comes with index -1.
-ManyEvent = tuple[int, Event | BatchDone]
+ManyEvent = tuple[int, Event | BatchDone | Failed]
 
 
 @dataclass(frozen=True)
@@ -122,10 +130,9 @@ class ModelInfo:
 def check_fits(prompt_tokens: int, n_ctx: int) -> None:
     """Refuse a prompt that leaves no room in the context for even one new token."""
     if prompt_tokens >= n_ctx:
-        raise R1ChatError(
+        raise PromptTooLong(
             f"the prompt is too long: {prompt_tokens:,} tokens, the context holds {n_ctx:,}"
-            " (pass a larger --ctx, or shorten the input)",
-            2,
+            " (pass a larger --ctx, or shorten the input)"
         )
 
 
@@ -222,8 +229,9 @@ def concurrently(
 ) -> Iterator[ManyEvent]:
     """k samples as k concurrent `engine.stream` calls (a server batches them itself), in the
     shape of `DecodesTogether.stream_many`. Events come in the order they arrive. A sample that
-    fails leaves the others running; the first failure is raised once they have ended (what
-    came before it stays with the caller)."""
+    fails (an R1ChatError) leaves the others running and comes as a `Failed` event (the caller
+    decides what a run where every sample failed means); any other exception is raised once
+    the others have ended."""
     import queue
     import time
 
@@ -259,8 +267,12 @@ def concurrently(
                 continue
             if item is None:
                 running -= 1
+            elif isinstance(item, R1ChatError):
+                # Kept apart: the other samples go on, and this one's text stays.
+                yield i, Failed(str(item))
             elif isinstance(item, BaseException):
                 error = error or item
+                stop.set()  # a bug: no more
             else:
                 if isinstance(item, Token) and not first:
                     first = time.perf_counter()

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from r1chat.engines.base import BatchDone, BatchStats, Done, ManyEvent, ModelInfo, Started, Stats
 from r1chat.engines.llama_backend import init_backend, last_log_error
 from r1chat.engines.step import TokenStep
-from r1chat.errors import R1ChatError
+from r1chat.errors import PromptTooLong, R1ChatError
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import ThinkingControl
 from r1chat.sampling import MAX_SAMPLES, SamplingParams
@@ -95,6 +95,16 @@ def _what_fits(prompt: int, k: int, max_tokens: int, room: int) -> str:
     return "try " + " or ".join(tries)
 
 
+# A one-line question in R1's template, about: what any prompt needs at least.
+SHORT_PROMPT = 32
+
+
+def _too_big(message: str, prompt_is_why: bool) -> R1ChatError:
+    """The prompt is why (a short question would fit: PromptTooLong), or the samples and their
+    token limit leave no room for any question."""
+    return PromptTooLong(message) if prompt_is_why else R1ChatError(message, 2)
+
+
 def context_size(
     prompt: int, k: int, max_tokens: int, n_ctx_train: int, ctx_tokens: int | None = None
 ) -> int:
@@ -117,16 +127,17 @@ def context_size(
             )
         if need > ctx_tokens:
             fits = _what_fits(prompt, k, max_tokens, ctx_tokens)
-            raise R1ChatError(
+            raise _too_big(
                 f"{head} need a context of {need:,} tokens; the one asked for holds"
                 f" {ctx_tokens:,}: {fits}",
-                2,
+                need - prompt <= ctx_tokens - SHORT_PROMPT,
             )
         return ctx_tokens
     if limit is not None and need > limit:
         fits = _what_fits(prompt, k, max_tokens, limit)
-        raise R1ChatError(
-            f"{head} need a context of {need:,} tokens; the model takes {limit:,}: {fits}", 2
+        raise _too_big(
+            f"{head} need a context of {need:,} tokens; the model takes {limit:,}: {fits}",
+            need - prompt <= limit - SHORT_PROMPT,
         )
     n_ctx = _round_up(need + CTX_SLACK, CTX_ROUND)
     return min(n_ctx, limit) if limit is not None else n_ctx

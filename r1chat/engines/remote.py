@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from r1chat.engines import wire
 from r1chat.engines.base import (
     Done,
     Event,
@@ -41,6 +43,8 @@ from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import CLOSE_TAG, OPEN_TAG, Inject, Steer, ThinkingControl, ThinkSplitter
 from r1chat.sampling import SamplingParams
+from r1chat.sanitize import sanitize
+from r1chat.secrets import Secret, StreamMask, read_key
 
 DEFAULT_KEY_ENV = "R1CHAT_API_KEY"
 RETRIES_429 = 3
@@ -49,6 +53,9 @@ MAX_RETRY_WAIT_S = 30.0
 THINKING_NAMES = ("r1", "think", "qwq", "reason")
 
 Notes = Callable[[str], None]
+T = TypeVar("T")
+# How often a wait on the server looks whether it was asked to stop.
+POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,15 +66,47 @@ class ServerKind:
 
 
 def normalize_base(url: str) -> str:
-    """`url` as an API base ending in /v1 (added when the URL has no path)."""
+    """`url` as an API base ending in /v1 (added when the URL has no path); a URL that is not
+    one is a one-line error that never shows the credentials it may carry."""
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise R1ChatError(
-            f"--api-base must be an http(s) URL like http://host:8000/v1, not {url!r}", 2
+
+    def bad(why: str) -> R1ChatError:
+        return R1ChatError(
+            f"--api-base must be an http(s) URL like http://host:8000/v1{why}, not"
+            f" {redacted(url)!r}",
+            2,
         )
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise bad(" (its host or port cannot be read)") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise bad("")
+    if port == 0:
+        raise bad(" (port 0)")
+    try:
+        # IDNA: a label of more than 63 characters, or a name of more than 253, is no host.
+        host.encode("idna")
+    except UnicodeError:
+        raise bad(" (the host name is not one)") from None
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise bad(" (it holds spaces or control characters)")
     path = parts.path.rstrip("/")
     return f"{parts.scheme}://{parts.netloc}{path or '/v1'}"
+
+
+def redacted(url: str) -> str:
+    """`url` without the password or token it may carry (user:password@host), for messages."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return sanitize(url)
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return sanitize(f"{head}{sep}{netloc}{slash}{path}")
 
 
 def shown_url(base: str) -> str:
@@ -87,8 +126,9 @@ def host_of(base: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-def api_key(env_name: str = DEFAULT_KEY_ENV) -> str | None:
-    return os.environ.get(env_name) or None
+def key_from_env(env_name: str = DEFAULT_KEY_ENV) -> tuple[Secret | None, str | None]:
+    """The key in `$env_name`, stripped, and a note when it had to be (see r1chat.secrets)."""
+    return read_key(os.environ.get(env_name), f"${env_name}")
 
 
 class RemoteEngine:
@@ -100,10 +140,11 @@ class RemoteEngine:
         api_base: str,
         model: str | None = None,
         *,
-        key: str | None = None,
+        key: str | Secret | None = None,
         timeout_s: float = 120.0,
         thinks: bool | None = None,
         on_note: Notes | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         import httpx
 
@@ -111,34 +152,42 @@ class RemoteEngine:
         self.base = normalize_base(api_base)
         self.host = host_of(self.base)
         self.where = shown_url(self.base)
-        self._key = key
         self._on_note = on_note
+        if isinstance(key, str):
+            key, stripped = read_key(key, "the API key")
+            if stripped:
+                self._note(stripped)
+        self._secret = key
+        if not (timeout_s > 0 and math.isfinite(timeout_s)):
+            raise R1ChatError(
+                f"[engine] timeout must be a positive number of seconds, not {timeout_s}", 2
+            )
         self.timeout_s = timeout_s
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {"Authorization": f"Bearer {key.value}"} if key else {}
         # Connecting is quick or hopeless; a token may take long (a long prompt to prefill), but
         # never longer than `timeout_s` between two reads.
         self._client = httpx.Client(
             headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=10.0),
+            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
             follow_redirects=True,
         )
-        models = self.models()
+        models = self.models(cancel)
         if not models:
             raise R1ChatError(f"the server at {self.where} lists no models")
         if model is None:
             model = models[0]
         elif model not in models:
             raise R1ChatError(
-                f"the server at {self.where} has no model {model!r}"
-                f" (it has: {', '.join(models[:8])})",
+                f"the server at {self.where} has no model {self.shown(model)!r}"
+                f" (it has: {', '.join(self.shown(m) for m in models[:8])})",
                 2,
             )
         self.model = model
-        self.kind = self._detect()
+        self.kind = self._detect(cancel)
         if thinks is None:
             thinks = any(n in model.lower() for n in THINKING_NAMES)
         self.info = ModelInfo(
-            name=model,
+            name=self.shown(model),
             path=self.base,
             backend=f"{self.kind.name} @ {self.host}",
             n_gpu_layers=0,
@@ -150,16 +199,65 @@ class RemoteEngine:
 
     # --- requests ---
 
+    def mask(self, text: str) -> str:
+        """`text` without the key, in any form (some servers echo it back)."""
+        return self._secret.mask(text) if self._secret is not None else text
+
+    def shown(self, text: str) -> str:
+        """Text from the server (a model id) as it may be shown: no key, no escapes."""
+        return sanitize(self.mask(wire.text(text)))
+
     def _scrub(self, text: str) -> str:
-        """A server's message, one line, without the key (some servers echo it back)."""
-        text = " ".join(text.split())
-        if self._key:
-            text = text.replace(self._key, "***")
-        return text[:300]
+        """A server's message, one line, without the key: masked before it is cut, so a key
+        near the cut is not shown in part."""
+        text = self.mask(wire.text(text))
+        text = self.mask(" ".join(text.split()))
+        text = sanitize(text)
+        return text if len(text) <= 300 else text[:299] + "…"
+
+    def _waiting(
+        self,
+        call: Callable[[], T],
+        cancel: threading.Event | None,
+        abandon: Callable[[T], object] | None = None,
+    ) -> T:
+        """`call()` (a request) in a thread of its own, while this one waits in short steps:
+        a stop (`cancel`) or a signal ends the wait at once instead of after the timeout. A
+        request left behind is ended when it returns (`abandon`)."""
+        done = threading.Event()
+        box: list[Any] = []
+        gone = threading.Event()
+
+        def run() -> None:
+            try:
+                box.append((True, call()))
+            except BaseException as e:  # handed to the waiting thread
+                box.append((False, e))
+            finally:
+                done.set()
+                if gone.is_set() and box and box[0][0] and abandon is not None:
+                    with contextlib.suppress(Exception):
+                        abandon(box[0][1])
+
+        threading.Thread(target=run, daemon=True, name="r1chat-request").start()
+        try:
+            while not done.wait(POLL_S):
+                if cancel is not None and cancel.is_set():
+                    raise R1ChatError(f"stopped while waiting for the server at {self.where}", 130)
+        except BaseException:
+            gone.set()
+            if done.is_set() and box and box[0][0] and abandon is not None:
+                with contextlib.suppress(Exception):
+                    abandon(box[0][1])
+            raise
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
 
     def _request_error(self, e: Exception) -> R1ChatError:
         httpx = self._httpx
-        what = str(e) or type(e).__name__
+        what = self._scrub(str(e) or type(e).__name__)
         if isinstance(e, httpx.ConnectTimeout):
             return R1ChatError(f"cannot reach {self.where}: timed out connecting")
         if isinstance(e, httpx.ConnectError):
@@ -204,10 +302,14 @@ class RemoteEngine:
             )
         return R1ChatError(f"the server at {self.where} failed ({status}): {reason}")
 
-    def _get_json(self, path: str, *, quiet: bool = False) -> Any:
+    def _get_json(
+        self, path: str, *, quiet: bool = False, cancel: threading.Event | None = None
+    ) -> Any:
         url = self.base + path if path.startswith("/") else path
+        # The client's timeouts ([engine] timeout) unless quiet: a probe gets 2 s.
+        extra: dict[str, Any] = {"timeout": 2.0} if quiet else {}
         try:
-            r = self._client.get(url, timeout=2.0 if quiet else None)
+            r = self._waiting(lambda: self._client.get(url, **extra), cancel)
         except self._httpx.HTTPError as e:
             if quiet:
                 return None
@@ -217,34 +319,42 @@ class RemoteEngine:
                 return None
             raise self._status_error(r.status_code, r.content)
         try:
-            return r.json()
-        except ValueError:
+            return json.loads(r.content)
+        except (ValueError, RecursionError):
             if quiet:
                 return None
             raise R1ChatError(
                 f"the server at {self.where} sent malformed JSON for {path}"
             ) from None
 
-    def models(self) -> list[str]:
-        data = self._get_json("/models")
-        items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise R1ChatError(f"the server at {self.where} sent no model list for /v1/models")
-        self._model_items = [i for i in items if isinstance(i, dict)]
-        return [str(i["id"]) for i in self._model_items if "id" in i]
+    def _bad(self, what: str, e: wire.WireError) -> R1ChatError:
+        return R1ChatError(f"the server at {self.where} sent {what} that r1chat cannot read: {e}")
 
-    def _detect(self) -> ServerKind:
+    def models(self, cancel: threading.Event | None = None) -> list[str]:
+        data = self._get_json("/models", cancel=cancel)
+        try:
+            self._model_items = wire.model_ids(data)
+        except wire.WireError:
+            raise R1ChatError(
+                f"the server at {self.where} sent no model list for /v1/models"
+            ) from None
+        return [i["id"] for i in self._model_items]
+
+    def _detect(self, cancel: threading.Event | None = None) -> ServerKind:
         """Which server this is, when it says: it decides how steering continues a reply."""
         root = self.base[: -len("/v1")] if self.base.endswith("/v1") else self.base
-        props = self._get_json(root + "/props", quiet=True)
-        if isinstance(props, dict) and "default_generation_settings" in props:
-            gen = props["default_generation_settings"]
-            n_ctx = int(gen.get("n_ctx", 0)) if isinstance(gen, dict) else 0
-            return ServerKind("llama-server", True, n_ctx)
-        item = next((i for i in self._model_items if i.get("id") == self.model), {})
-        if "max_model_len" in item:  # vLLM lists it with each model
-            return ServerKind("vLLM", True, int(item.get("max_model_len") or 0))
-        if isinstance(self._get_json(root + "/api/version", quiet=True), dict):
+        props = self._get_json(root + "/props", quiet=True, cancel=cancel)
+        try:
+            n_ctx = wire.props_n_ctx(props)
+            if n_ctx is not None:
+                return ServerKind("llama-server", True, n_ctx)
+            item = next((i for i in self._model_items if i.get("id") == self.model), {})
+            if "max_model_len" in item:  # vLLM lists it with each model
+                size = wire.count(item.get("max_model_len"), "max_model_len") or 0
+                return ServerKind("vLLM", True, size)
+        except wire.WireError as e:
+            raise self._bad("its context size", e) from None
+        if isinstance(self._get_json(root + "/api/version", quiet=True, cancel=cancel), dict):
             return ServerKind("Ollama", False, 0)
         return ServerKind("server", False, 0)
 
@@ -352,8 +462,8 @@ class RemoteEngine:
                         started = True
                         yield Started(None)
                     if kind == "usage" and usage is not None:
-                        stats.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                        usage_completion += int(usage.get("completion_tokens") or 0)
+                        stats.prompt_tokens = usage.get("prompt_tokens") or 0
+                        usage_completion += usage.get("completion_tokens") or 0
                         continue
                     if kind == "finish":
                         finish = "length" if text == "length" else "stop"
@@ -455,9 +565,14 @@ class RemoteEngine:
         httpx = self._httpx
         url = self.base + "/chat/completions"
         for attempt in range(RETRIES_429 + 1):
+            cm = httpx_sse.connect_sse(self._client, "POST", url, json=body)
+
+            def end(_: object, cm: Any = cm) -> None:
+                cm.__exit__(None, None, None)
+
             try:
-                cm = httpx_sse.connect_sse(self._client, "POST", url, json=body)
-                source = cm.__enter__()
+                # A server may take its time before it answers at all: Esc still stops at once.
+                source = self._waiting(cm.__enter__, cancel, end)
             except httpx.HTTPError as e:
                 raise self._request_error(e) from None
             response = source.response
@@ -501,6 +616,7 @@ class RemoteEngine:
         httpx = self._httpx
         done = False
         seen = False
+        text = _Texts(self._secret)
         try:
             for sse in source.iter_sse():
                 data = sse.data
@@ -511,34 +627,27 @@ class RemoteEngine:
                 if not data.strip():
                     continue
                 try:
-                    chunk = json.loads(data)
-                except ValueError:
+                    event = wire.chunk(json.loads(data))
+                except (ValueError, RecursionError) as e:
+                    if isinstance(e, wire.WireError):
+                        raise self._bad("an event", e) from None
                     raise R1ChatError(
                         f"the server at {self.where} sent malformed JSON in its stream"
                     ) from None
-                if not isinstance(chunk, dict):
-                    raise R1ChatError(f"the server at {self.where} sent an unexpected event")
-                if "error" in chunk:
-                    err = chunk["error"]
-                    msg = err.get("message") if isinstance(err, dict) else str(err)
-                    raise R1ChatError(f"the server at {self.where} failed: {self._scrub(str(msg))}")
-                usage = chunk.get("usage")
-                for choice in chunk.get("choices") or []:
-                    if not isinstance(choice, dict):
-                        continue
-                    delta = choice.get("delta") or {}
-                    if isinstance(delta, dict):
-                        # Both names at once would be one server repeating itself: read one.
-                        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                        if isinstance(reasoning, str) and reasoning:
-                            yield ("reasoning", reasoning, None)
-                        content = delta.get("content")
-                        if isinstance(content, str) and content:
-                            yield ("content", content, None)
-                    reason = choice.get("finish_reason")
-                    if reason:
-                        yield ("finish", str(reason), None)
-                if isinstance(usage, dict):
+                if event.error is not None:
+                    raise R1ChatError(
+                        f"the server at {self.where} failed: {self._scrub(event.error)}"
+                    )
+                for kind, piece in event.pieces:
+                    for k, t in text.feed(kind, piece):
+                        yield (k, t, None)
+                for reason in event.finishes:
+                    yield ("finish", reason, None)
+                if event.prompt_tokens is not None or event.completion_tokens is not None:
+                    usage = {
+                        "prompt_tokens": event.prompt_tokens,
+                        "completion_tokens": event.completion_tokens,
+                    }
                     yield ("usage", "", usage)
         except httpx_sse.SSEError:
             raise R1ChatError(f"the server at {self.where} did not send an event stream") from None
@@ -546,6 +655,12 @@ class RemoteEngine:
             if cancel.is_set():
                 return
             raise self._request_error(e) from None
+        finally:
+            # What was held back (the start of what might have been the key, half a surrogate
+            # pair) goes out when the stream ends, however it ends.
+            rest = text.close()
+        for k, t in rest:
+            yield (k, t, None)
         if not done and not cancel.is_set():
             if not seen:
                 raise R1ChatError(
@@ -557,6 +672,43 @@ class RemoteEngine:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._client.close()
+
+
+class _Texts:
+    """The stream's text, per kind (reasoning, content), with surrogate pairs split between
+    events joined and the key masked even when it is split between events."""
+
+    def __init__(self, secret: Secret | None) -> None:
+        self._secret = secret
+        self._open: dict[str, tuple[wire.Surrogates, StreamMask | None]] = {}
+        self._last = ""
+
+    def feed(self, kind: str, piece: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if self._last and self._last != kind:
+            out.extend(self._flush(self._last))  # held text goes out before the other kind's
+        self._last = kind
+        joiner, mask = self._open.setdefault(
+            kind, (wire.Surrogates(), self._secret.stream() if self._secret else None)
+        )
+        piece = joiner.feed(piece)
+        if mask is not None:
+            piece = mask.feed(piece)
+        if piece:
+            out.append((kind, piece))
+        return out
+
+    def _flush(self, kind: str) -> list[tuple[str, str]]:
+        joiner, mask = self._open.pop(kind, (None, None))
+        if joiner is None:
+            return []
+        rest = joiner.close()
+        if mask is not None:
+            rest = mask.feed(rest) + mask.close()
+        return [(kind, rest)] if rest else []
+
+    def close(self) -> list[tuple[str, str]]:
+        return [part for kind in list(self._open) for part in self._flush(kind)]
 
 
 class _Parts:
@@ -614,10 +766,12 @@ class _Parts:
 
 
 def _error_message(body: bytes) -> str:
+    """The message in an error response, whatever shape it has (masked and cut by the caller,
+    which sees all of it: a key near the end is masked before the cut)."""
     try:
         data = json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace").strip()[:300]
+    except (ValueError, RecursionError):
+        return body.decode("utf-8", "replace").strip()[:4000]
     if isinstance(data, dict):
         err = data.get("error", data.get("detail", data.get("message")))
         if isinstance(err, dict):
@@ -626,12 +780,14 @@ def _error_message(body: bytes) -> str:
             return str(err[0].get("msg") or err[0])
         if err is not None:
             return str(err)
-    return str(data)[:300]
+    return str(data)[:4000]
 
 
 def _retry_after(header: str | None, attempt: int) -> float:
     try:
         wait = float(header) if header else 2.0**attempt
     except ValueError:
+        wait = 2.0**attempt
+    if not math.isfinite(wait):  # "nan", "inf": no wait a person could read
         wait = 2.0**attempt
     return min(max(wait, 0.0), MAX_RETRY_WAIT_S)

@@ -15,6 +15,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from r1chat.attachments import MAX_BYTES
 from r1chat.errors import R1ChatError
 from r1chat.tui.keys import OrderedKeys, TakesPendingKeys, deliver
 
@@ -160,7 +161,10 @@ class FilePickerScreen(Dialog[str | None]):
 
         with Vertical(classes="dialog file-picker"):
             yield Static(
-                Content("Attach a file: type its path and Enter, or pick it below (Tab)."),
+                Content(
+                    "Attach a file: type its path and Enter, or pick it below (Tab)."
+                    f" Text files up to {MAX_BYTES // 1024} KiB."
+                ),
                 classes="dialog-text",
                 markup=False,
             )

@@ -23,6 +23,7 @@ from r1chat.endings import finish_note
 from r1chat.errors import R1ChatError
 from r1chat.many import (
     SampleEvent,
+    SampleFailed,
     SampleMeter,
     SampleRun,
     SamplesDone,
@@ -157,6 +158,8 @@ class LiveTurn:
                 post(messages.SamplesFinished(ev.samples))
             elif isinstance(ev, SamplesStarted):
                 post(messages.QuestionAsked(ev.prompt_tokens, conversation.id))
+            elif isinstance(ev, SampleFailed):
+                meter.failed[ev.index] = ev.message
             else:
                 post(messages.OlderTurnsLeftOut(ev.note))
 

@@ -4,6 +4,7 @@ before sending, and the file in the saved question; and the folder tree through 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from terminal import Terminal
 from test_tui_tmux import LOADED, SIZE, app_env, saved, wait_until
+from textual.content import Content
 from textual.widgets import DirectoryTree, TextArea
 from tui_support import wait_until as pilot_wait
 
@@ -82,3 +84,42 @@ async def test_a_file_picked_in_the_tree_is_attached(tmp_path: Path) -> None:
         line.collapsed = False
         await pilot_wait(lambda: line.query(TextArea), pilot)
         assert "print(1)" in line.query_one(TextArea).text
+
+
+async def test_a_file_name_is_shown_as_written_never_as_markup(tmp_path: Path) -> None:
+    """A file named like Textual markup (an action link that quits) is shown literally, in
+    the prompt's border and in the question's file line; nothing it names is run."""
+    name = "[@click=app.quit]x[b]y.txt"
+    (tmp_path / name).write_text("data\n")
+    engine = ScriptedEngine("t\n</think>\n\nok")
+    app = R1ChatApp(engine=engine)
+    async with app.run_test(size=(130, 40)) as pilot:
+        app.prompt.attach(str(tmp_path / name), None)
+        await pilot_wait(lambda: app.prompt.attached, pilot)
+        subtitle = app.prompt._border_subtitle
+        assert subtitle is not None and subtitle.plain == f"attached: {name} (5 bytes)"
+        assert not subtitle.spans
+        app.prompt.insert("Read it")
+        await pilot.press("enter")
+        await pilot_wait(lambda: engine.requests and not app.chat.busy, pilot)
+        [line] = app.query(TurnView).last().query(AttachmentLine)
+        label = line._title.label
+        assert isinstance(label, Content) and label.plain.startswith(f"📎 {name} · ")
+        assert app.is_running
+
+
+async def test_a_named_pipe_is_refused_at_once(tmp_path: Path) -> None:
+    """Opening a FIFO waits for a writer for ever: it is refused before it is opened, with one
+    line, and the app goes on (before, the app froze and ignored even Ctrl+Q)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    app = R1ChatApp(engine=ScriptedEngine("t\n</think>\n\nok"))
+    async with app.run_test(size=(130, 40)) as pilot:
+        app.prompt.attach(str(fifo), None)
+
+        def errors() -> list[str]:
+            return [str(n.message) for n in app._notifications if n.severity == "error"]
+
+        await pilot_wait(errors, pilot, timeout=10)
+        assert errors() == [f"cannot attach {fifo}: it is a named pipe, not a regular file"]
+        assert app.prompt.attached == ()

@@ -245,3 +245,24 @@ def test_a_question_typed_ahead_goes_once_the_app_is_up(
             assert len(saved(home)) == 2, f"run {i + 1}: sent more than once"
         finally:
             term.close()
+
+
+def test_ctrl_q_quits_while_the_server_has_not_answered(tmp_path: Path, tmux: str) -> None:
+    """A server that takes the request and never answers /v1/models: the app is up, says it is
+    loading, and Ctrl+Q quits at once (the load waited forever and kept the process)."""
+    from servers import ReplayServer
+
+    server = ReplayServer([])
+    server.models_hang_s = 120
+    home = tmp_path / "home"
+    home.mkdir()
+    cmd = f"{sys.executable} -m r1chat --api-base {server.base}"
+    term = Terminal(cmd, app_env(home), SIZE)
+    try:
+        term.wait_for("loading", 60)
+        wait_until(lambda: "/v1/models" in server.gets, 30, "the model list to be asked for")
+        term.send("C-q")
+        wait_until(lambda: not term.alive(), 5, "r1chat to quit on Ctrl+Q")
+    finally:
+        term.close()
+        server.close()

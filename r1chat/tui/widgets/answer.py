@@ -22,47 +22,10 @@ from textual.strip import Strip
 from textual.visual import Visual
 from textual.widget import Widget
 
-from r1chat.markdown import block_starts, code_fence, markdown_lines
+from r1chat.markdown import block_starts, fence_runs, markdown_lines
 
 # Blocks per sealed part: a 4,000-token answer is a few dozen widgets.
 BLOCKS_PER_PART = 12
-# Lines of a code fence rendered together: Rich renders a 400-line fence in ~0.5 s, so a long
-# fence is rendered in runs of lines, and only the run still growing is rendered again.
-FENCE_RUN_LINES = 20
-
-
-def fence_runs(block: str) -> list[str] | None:
-    """A long fenced code block cut into fences of 1-2x FENCE_RUN_LINES lines, or None.
-
-    Rich drops a fence's trailing blank lines, never its leading ones, so blank lines at a cut
-    start the next run and the runs rendered one after another show every line of the whole.
-    Cuts prefer a line at the left margin (a new top-level statement), where a multi-line string
-    or comment is least likely to be open, so highlighting rarely changes at a cut.
-    """
-    fence = code_fence(block)
-    if fence is None:
-        return None
-    marker, info, code = fence
-    body = code.rstrip("\n").split("\n")
-    if len(body) <= FENCE_RUN_LINES:
-        return None
-    runs: list[list[str]] = []
-    start = 0
-    while len(body) - start > FENCE_RUN_LINES:
-        window = range(start + FENCE_RUN_LINES, min(len(body), start + 2 * FENCE_RUN_LINES))
-        cut = next((i for i in window if body[i][:1] not in ("", " ", "\t")), None)
-        if cut is None and len(body) - start <= 2 * FENCE_RUN_LINES:
-            break  # a longer last run rather than a cut inside a statement
-        if cut is None:
-            cut = next((i for i in range(window.start, len(body)) if body[i].strip()), None)
-        if cut is None:
-            break  # only blank lines are left
-        while cut - 1 > start and not body[cut - 1].strip():
-            cut -= 1
-        runs.append(body[start:cut])
-        start = cut
-    runs.append(body[start:])
-    return [f"{marker}{info}\n" + "\n".join(run) + f"\n{marker}\n" for run in runs]
 
 
 def content_lines(source: str, width: int, dark: bool = True, math: bool = False) -> list[Content]:

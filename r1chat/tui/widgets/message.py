@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Container, Vertical
 from textual.content import Content
 from textual.geometry import Region
+from textual.markup import escape
 from textual.strip import Strip
 from textual.widgets import Collapsible, Static, TextArea
 
@@ -92,7 +93,7 @@ class AttachmentLine(Collapsible):
         else:
             cost = "size unknown"
         super().__init__(
-            title=f"📎 {sanitize(name)} · {cost}", collapsed=True, classes="attachment"
+            title=escape(f"📎 {sanitize(name)} · {cost}"), collapsed=True, classes="attachment"
         )
         self.block = block
 
@@ -209,7 +210,7 @@ class TurnView(Vertical):
     async def show_samples(self, rows: list[tuple[str, str, str]]) -> None:
         """Each sample's (title, thinking, answer), folded, to open one by one."""
         for title, thinking, answer in rows:
-            pane = Collapsible(title=title, collapsed=True, classes="sample")
+            pane = Collapsible(title=escape(title), collapsed=True, classes="sample")
             await self.mount(pane)
             text = TextArea(
                 f"{thinking.strip()}\n\n── answer ──\n{answer.strip()}",
@@ -222,7 +223,7 @@ class TurnView(Vertical):
             await pane.query_one(Collapsible.Contents).mount(text)
 
     def set_title(self, title: str) -> None:
-        self.pane.title = title
+        self.pane.title = escape(title)
 
     def append_thinking(self, text: str) -> None:
         self.thinking += text

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from textual import events, work
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.widgets import TextArea
 
 from r1chat.attachments import Attachment, read_attachment, with_attachments
@@ -90,7 +91,7 @@ class PromptInput(OrderedKeys, TextArea):
         if editing:
             self.border_title = "editing: Enter forks the conversation here · Esc cancels"
         else:
-            self.border_title = f"preset: {self.preset}" if self.preset else None
+            self.border_title = Content(f"preset: {self.preset}") if self.preset else None
 
     @work(thread=True, group="attach")
     def attach(self, path: str, count: Callable[[str], int] | None) -> None:
@@ -113,4 +114,4 @@ class PromptInput(OrderedKeys, TextArea):
         """The files going with the next question, each with its label (already sanitised)."""
         self.attached = files
         labels = [label for _, label, _ in files]
-        self.border_subtitle = ("attached: " + ", ".join(labels)) if labels else None
+        self.border_subtitle = Content("attached: " + ", ".join(labels)) if labels else None
