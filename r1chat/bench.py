@@ -198,21 +198,30 @@ def run_remote_bench(
     """Time to first token and decode speed through a server (`r1chat.engines.remote.RemoteEngine`):
     a question of about `prompt_tokens` tokens, `tokens` new ones (end of sequence ignored where
     the server allows it, as vLLM and llama-server do). The server's own figures may differ:
-    these include the network and the client, as a user sees them."""
+    these include the network and the client, as a user sees them.
+
+    A server may stop before `tokens` (llama_cpp.server takes no `ignore_eos`; a server caps a
+    reply at its context): `tokens_asked` and `tokens_got` say so, and `shortfall` words it."""
     if tokens < 2:
         raise R1ChatError("--tokens must be at least 2", 2)
     # About 1.3 tokens a word for this English passage; the server counts the real figure.
     question = filler_text(max(1, prompt_tokens * 3 // 4))
     params = SamplingParams(max_tokens=tokens, seed=42, ignore_eos=True)
     stats = None
-    produced = 0
+    streamed = 0
     for ev in engine.stream([ChatMessage("user", question)], params):
         if isinstance(ev, Token):
-            if ev.id >= 0:
-                produced += 1
+            # Held text (not yet known to be thinking or answer) was decoded all the same;
+            # r1chat's own markers and forced text were not.
+            if ev.id >= 0 and not ev.forced:
+                streamed += 1
         elif isinstance(ev, Done):
             stats = ev.stats
     assert stats is not None
+    # The server's usage count when it sends one: a streamed event may carry several tokens.
+    got = stats.completion_tokens or streamed
+    decode_s = stats.total_s - stats.ttft_s
+    decode_tok_s = (got - 1) / decode_s if got > 1 and decode_s > 0 else stats.decode_tok_s
     info = engine.info
     return {
         "model": info.name,
@@ -220,12 +229,33 @@ def run_remote_bench(
         "backend": info.backend,
         "n_ctx": info.n_ctx or None,
         "prompt_tokens": stats.prompt_tokens or None,
-        "tokens": stats.completion_tokens or produced,
+        "tokens": got,
+        "tokens_asked": tokens,
+        "tokens_got": got,
+        "tokens_streamed": streamed,
+        "finish_reason": stats.finish_reason,
         "ttft_s": stats.ttft_s,
-        "decode_tok_s": stats.decode_tok_s,
-        "decode_s": stats.total_s - stats.ttft_s,
+        "decode_tok_s": decode_tok_s,
+        "decode_s": decode_s,
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def shortfall(result: dict[str, Any]) -> str | None:
+    """One line when a run decoded another number of tokens than it asked for: its speed is
+    then measured on what came, which a reader comparing runs must know. None when they match."""
+    asked, got = result.get("tokens_asked"), result.get("tokens_got")
+    if asked is None or got is None or asked == got:
+        return None
+    on = f"its speed is measured on {got:,}"
+    if got > asked:
+        return f"the server counted {got:,} tokens for the {asked:,} asked: {on}"
+    why = {
+        # It ended the reply itself: the end of sequence (ignore_eos not taken) or a stop string.
+        "stop": " (it ended the reply: it may not take ignore_eos)",
+        "length": " (it capped the reply: its context or a token limit of its own)",
+    }.get(result.get("finish_reason") or "", "")
+    return f"the server stopped after {got:,} of {asked:,} tokens{why}: {on}"
 
 
 def run_samples_bench(

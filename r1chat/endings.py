@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 STOPPED = "cancelled"  # the finish_reason of a reply the user stopped
+# The finish_reason of a sample r1chat stopped because the finished ones had settled the vote
+# (r1chat.many): its text is kept, but it does not vote and it is not the user's stop.
+STOPPED_EARLY: Final = "stopped early"
 # `ask`'s exit status when the reply has no answer (cut while thinking, stopped, empty): a script
 # tells it from an answer that happens to be short. 1 and 2 are errors, 128 + N signals.
 NO_ANSWER = 3
@@ -29,6 +34,8 @@ def finish_note(
         return 'Stopped: the thinking went round in circles (on_loop = "stop").'
     if finish_reason == STOPPED:
         return "Stopped: what came is kept."
+    if finish_reason == STOPPED_EARLY:
+        return "Stopped early: the samples that had finished settled the vote; what came is kept."
     if finish_reason == "length":
         after = f" after {tokens:,} tokens" if tokens else ""
         return f"Cut at the token limit{after} (raise max_tokens, or --max-tokens)."
@@ -51,4 +58,12 @@ def no_answer(
         return 'no answer: the thinking went round in circles and was stopped (on_loop = "stop")'
     if finish_reason == STOPPED:
         return "no answer: stopped before the answer began"
+    if finish_reason == STOPPED_EARLY:
+        return "no answer: stopped early, once the other samples had settled the vote"
     return "no answer: the model ended its reply without one"
+
+
+UNDECIDED_NOTE = (
+    "the reply was cut before a </think> showed whether its text was thinking:"
+    " it is shown as the answer"
+)

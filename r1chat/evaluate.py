@@ -1,10 +1,17 @@
 """`r1chat eval`: a benchmark file of problems with known answers, k samples each, graded.
 
-Reads JSONL in the shape MATH-500 and AIME 2024 are published in on Hugging Face datasets: one
-object per line with `problem` (or `question`) and `answer`. Reports pass@1 (the mean over all
-samples of being right, as the model card's table does), maj@k (the vote being right), the mean
-thinking tokens, decode speed and wall time. Results go one line per problem to `--out` as each
-is done, so a stopped run keeps what it finished and a rerun goes on from there.
+Reads JSONL in the shape MATH-500 is published in on Hugging Face (and Qwen2.5-Math's copy of
+AIME 2024): one object per line with `problem` (or `question`) and `answer`; r1chat.suites reads
+the card's own benchmarks into the same problems. Reports pass@1 (the mean over all samples of
+being right, as the model card's table does) with its 95 % interval (`wilson`), maj@k (the vote
+being right), conf@k (DeepConf's confidence-weighted vote being right, where the engine measures
+confidence; the majority where it does not), the mean thinking tokens, decode speed and wall
+time. Results go one line per problem to `--out` as each is done, so a stopped run keeps what it
+finished and a rerun goes on from there.
+
+Stopping early (`--stop-early`, off by default) stops a problem's samples once its vote is
+settled: maj@k stays what it would be ("overtaken"; nearly so with "beta"), but pass@1 is then
+measured over the samples that finished, which are the shorter ones: it says so.
 
 A result is reused only for the same problem (its question and gold answer, not its id: ids
 repeat within files and across them) under the same settings (each line carries them), so a
@@ -15,25 +22,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from r1chat.answers import grade
+from r1chat.confidence import KEEP
 from r1chat.config import Settings
+from r1chat.endings import STOPPED_EARLY
 from r1chat.engines.base import Engine
 from r1chat.errors import PromptTooLong, R1ChatError
-from r1chat.many import ask_many
+from r1chat.many import EarlyRule, SampleProgress, ask_many
 from r1chat.prompts import ChatMessage, apply_preset
 
 # json.loads turns a lone "\ud800" escape into a lone surrogate, which no UTF-8 encoder takes
 # (writing --out, printing, tokenizing would fail later): they become U+FFFD on loading.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Whether a sample's \boxed{} answer (None: it boxed none) is the gold answer.
+Grader = Callable[[str | None, str], bool]
+# The normal quantile of a two-sided 95 % interval.
+_Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,15 @@ class Result:
     # Why the problem was not solved (its prompt does not fit in the context); it then counts
     # as wrong in pass@1 and maj@k, so that the scores stay those of the whole file.
     skipped: str | None = None
+    # Added later, with defaults, so that the lines of an older --out still load.
+    # Each sample's confidence (its lowest group confidence; None where none was measured).
+    confidence: list[float | None] = field(default_factory=list)
+    conf_vote: str | None = None  # the confidence-weighted vote's answer
+    # Whether it was right; None in an older line, where it counts as the majority did.
+    conf_vote_correct: bool | None = None
+    conf_weighted: bool = False  # every answer had a confidence (else it is the majority)
+    stopped_early: int = 0  # samples stopped once the vote was settled (--stop-early)
+    tokens_saved_estimate: int = 0  # what they would have written besides, about
 
 
 def problem_key(question: str, answer: str, nth: int) -> str:
@@ -85,8 +108,10 @@ def load_problems(path: Path, limit: int | None = None) -> list[Problem]:
         raise R1ChatError(f"no such file: {path}", 2) from None
     except (OSError, UnicodeDecodeError) as e:
         raise R1ChatError(f"cannot read {path}: {e}", 2) from None
-    problems: list[Problem] = []
-    seen: Counter[tuple[str, str]] = Counter()
+    return problems_from_rows(_json_rows(path, lines), str(path), limit)
+
+
+def _json_rows(path: Path, lines: list[str]) -> Iterator[tuple[int, Any]]:
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -96,14 +121,25 @@ def load_problems(path: Path, limit: int | None = None) -> list[Problem]:
             raise R1ChatError(f"{path}:{n}: not a JSON object", 2) from None
         except RecursionError:
             raise R1ChatError(f"{path}:{n}: nested too deeply to be a problem", 2) from None
+        yield n, row
+
+
+def problems_from_rows(
+    rows: Iterable[tuple[int, Any]], source: str, limit: int | None = None
+) -> list[Problem]:
+    """Problems from (line number, row) pairs, each row an object with `problem` (or
+    `question`) and `answer`, whatever file they were read from (`source` names it)."""
+    problems: list[Problem] = []
+    seen: Counter[tuple[str, str]] = Counter()
+    for n, row in rows:
         if not isinstance(row, dict):
-            raise R1ChatError(f"{path}:{n}: not a JSON object", 2)
+            raise R1ChatError(f"{source}:{n}: not a JSON object", 2)
         question = row.get("problem", row.get("question"))
         answer = row.get("answer")
         if not isinstance(question, str) or not question.strip():
-            raise R1ChatError(f'{path}:{n}: no "problem" (or "question") text', 2)
+            raise R1ChatError(f'{source}:{n}: no "problem" (or "question") text', 2)
         if answer is None or isinstance(answer, (dict, list)):
-            raise R1ChatError(f'{path}:{n}: no "answer"', 2)
+            raise R1ChatError(f'{source}:{n}: no "answer"', 2)
         index = len(problems)
         pid = _clean(str(row.get("unique_id", row.get("id", index))))
         question, answer = _clean(question), _clean(str(answer))
@@ -114,13 +150,17 @@ def load_problems(path: Path, limit: int | None = None) -> list[Problem]:
         if limit is not None and len(problems) >= limit:
             break
     if not problems:
-        raise R1ChatError(f"{path}: no problems in it", 2)
+        raise R1ChatError(f"{source}: no problems in it", 2)
     return problems
 
 
-def eval_settings(settings: Settings, preset: str | None) -> dict[str, Any]:
+def eval_settings(
+    settings: Settings, preset: str | None, early: EarlyRule = "off", keep: float = KEEP
+) -> dict[str, Any]:
     """The settings a result depends on, as --out records them with each result. Not those
-    that change only how it is computed (--ctx, --gpu-layers, threads)."""
+    that change only how it is computed (--ctx, --gpu-layers, threads). Early stopping and the
+    confidence vote's share are recorded only when not the default, so that an --out written
+    before they existed goes on."""
     model = settings.model
     if settings.api_base is None:
         from r1chat.models import DEFAULT_ALIAS
@@ -146,6 +186,8 @@ def eval_settings(settings: Settings, preset: str | None) -> dict[str, Any]:
         "budget_message": s.budget_message,
         "think_wait": s.think_wait,
         "on_loop": s.on_loop,
+        **({"stop_early": early} if early != "off" else {}),
+        **({"keep": keep} if keep != KEEP else {}),
     }
 
 
@@ -161,8 +203,14 @@ _FLAGS = {
     "seed": "--seed",
     "think_budget": "--think-budget",
     "think_min": "--think-min",
+    "stop_early": "--stop-early",
+    "keep": "--keep",
 }
 _RESULT_FIELDS = frozenset(f.name for f in fields(Result))
+# What every line has had from the first: the fields added later have defaults.
+_FIRST_FIELDS = frozenset(
+    f.name for f in fields(Result) if f.default is MISSING and f.default_factory is MISSING
+)
 
 
 class ResultsFile:
@@ -224,7 +272,7 @@ class ResultsFile:
                 " use another --out",
                 2,
             )
-        if set(row) != _RESULT_FIELDS or not isinstance(row["key"], str):
+        if not _FIRST_FIELDS <= set(row) <= _RESULT_FIELDS or not isinstance(row["key"], str):
             raise self._alien(n)
         try:
             result = Result(**row)
@@ -287,10 +335,15 @@ def solve(
     settings: Settings,
     preset: str | None,
     cancel: threading.Event | None = None,
+    *,
+    grader: Grader = grade,
+    on_progress: Callable[[SampleProgress], None] | None = None,
+    early: EarlyRule = "off",
+    keep: float = KEEP,
 ) -> Result:
     """The problem's k samples (k: `settings.samples`), each steered as a single reply is,
-    graded against its answer; or a skipped result when its prompt does not fit in the context
-    (one long problem must not end a long run)."""
+    graded against its answer, with both votes; or a skipped result when its prompt does not
+    fit in the context (one long problem must not end a long run)."""
     t0 = time.perf_counter()
     messages = [ChatMessage("user", apply_preset(problem.question, preset))]
     try:
@@ -300,8 +353,11 @@ def solve(
             settings.sampling_params(),
             settings.samples,
             cancel=cancel,
+            on_progress=on_progress,
             reasoning=settings.reasoning_params(),
             ctx_tokens=settings.ctx,
+            early=early,
+            keep=keep,
         )
     except PromptTooLong as e:
         # The engine's own measure: this prompt is what does not fit, a short one would. (A
@@ -324,19 +380,27 @@ def solve(
             skipped=why,
         )
     boxed = [s.boxed for s in got.samples]
+    conf = got.confident
+    conf_vote = conf.answer if conf is not None else None
     return Result(
         index=problem.index,
         id=problem.id,
         answer=problem.answer,
         boxed=boxed,
-        correct=[grade(b, problem.answer) for b in boxed],
+        correct=[grader(b, problem.answer) for b in boxed],
         vote=got.vote.answer,
-        vote_correct=grade(got.vote.answer, problem.answer),
+        vote_correct=grader(got.vote.answer, problem.answer),
         thinking_tokens=[s.thinking_tokens for s in got.samples],
-        tokens=sum(s.completion_tokens for s in got.samples),
+        tokens=got.tokens_spent,
         seconds=time.perf_counter() - t0,
         finish=[s.finish_reason for s in got.samples],
         key=problem.key,
+        confidence=[s.stats.confidence for s in got.samples],
+        conf_vote=conf_vote,
+        conf_vote_correct=grader(conf_vote, problem.answer),
+        conf_weighted=conf is not None and conf.weighted,
+        stopped_early=got.early_stop.stopped if got.early_stop is not None else 0,
+        tokens_saved_estimate=got.tokens_saved,
     )
 
 
@@ -349,10 +413,16 @@ def run(
     done: dict[str, Result] | None = None,
     cancel: threading.Event | None = None,
     on_result: Callable[[Result], None] | None = None,
+    grader: Grader = grade,
+    on_progress: Callable[[SampleProgress], None] | None = None,
+    early: EarlyRule = "off",
+    keep: float = KEEP,
 ) -> Iterator[Result]:
     """Each problem's result, in order: one in `done` is reused (not solved again), but for a
-    skipped one. A problem stopped midway (`cancel`) is not yielded: it is not done. Results in
-    `done` of problems not in `problems` are left out."""
+    skipped one. A problem stopped midway (`cancel`) is not yielded: it is not done (samples
+    stopped early are: their problem's vote is settled). Results in `done` of problems not in
+    `problems` are left out. `grader` tells a right answer (the suites' own: AIME's answers are
+    integers); `on_progress` hears each sample's new text."""
     done = done or {}
     for p in problems:
         if not needs_solving(p, done):
@@ -360,7 +430,17 @@ def run(
             continue
         if cancel is not None and cancel.is_set():
             return
-        result = solve(engine, p, settings, preset, cancel)
+        result = solve(
+            engine,
+            p,
+            settings,
+            preset,
+            cancel,
+            grader=grader,
+            on_progress=on_progress,
+            early=early,
+            keep=keep,
+        )
         if "cancelled" in result.finish:
             return
         if on_result is not None:
@@ -368,22 +448,69 @@ def run(
         yield result
 
 
+def _finished(r: Result, per_sample: list[Any]) -> list[Any]:
+    """`per_sample` (one entry per sample of `r`) without the samples stopped early: they are
+    no draw of the model's answer. A skipped problem's entries all stay."""
+    if r.skipped is not None or len(per_sample) != len(r.finish):  # the latter: a hand-made line
+        return per_sample
+    return [x for x, f in zip(per_sample, r.finish, strict=True) if f != STOPPED_EARLY]
+
+
 def summary(results: list[Result], k: int, wall_s: float) -> dict[str, Any]:
-    """The report; a skipped problem counts as wrong (its k samples and its vote), and its
-    missing samples add nothing to the thinking tokens or the speed."""
+    """The report; a skipped problem counts as wrong (its k samples and both votes), and its
+    missing samples add nothing to the thinking tokens or the speed.
+
+    Samples stopped early count in the tokens spent, not in pass@1 or the thinking tokens: they
+    were stopped midway. pass@1 is then the mean over the samples that finished, which leans to
+    the shorter ones (they finish first): `pass@1_of_finished` says so. conf@k is the
+    confidence vote's score; where no confidence was measured that vote is the majority's
+    (`confidence_measured` is False unless every problem solved had them)."""
     n = len(results)
-    samples = [c for r in results for c in r.correct]
-    thinking = [t for r in results for t in r.thinking_tokens]
+    samples = [c for r in results for c in _finished(r, r.correct)]
+    pass1 = sum(samples) / len(samples) if samples else 0.0
+    thinking = [t for r in results for t in _finished(r, r.thinking_tokens)]
     seconds = sum(r.seconds for r in results if r.skipped is None)
+    solved = [r for r in results if r.skipped is None]
+    conf_right = sum(
+        r.vote_correct if r.conf_vote_correct is None else r.conf_vote_correct for r in results
+    )
+    stopped = sum(r.stopped_early for r in results)
     return {
         "problems": n,
         "samples": k,
-        "pass@1": sum(samples) / len(samples) if samples else 0.0,
+        "pass@1": pass1,
+        "pass@1_ci95": list(wilson(pass1, n)),
         f"maj@{k}": sum(r.vote_correct for r in results) / n if n else 0.0,
+        f"conf@{k}": conf_right / n if n else 0.0,
+        "confidence_measured": bool(solved) and all(r.conf_weighted for r in solved),
         "mean_thinking_tokens": sum(thinking) / len(thinking) if thinking else 0.0,
         "tokens": sum(r.tokens for r in results),
         "tok_s": sum(r.tokens for r in results) / seconds if seconds > 0 else 0.0,
         "wall_s": wall_s,
         "cut_at_max_tokens": sum(f == "length" for r in results for f in r.finish),
         "skipped": sum(r.skipped is not None for r in results),
+        "stopped_early": stopped,
+        "tokens_saved_estimate": sum(r.tokens_saved_estimate for r in results),
+        "pass@1_of_finished": stopped > 0,
     }
+
+
+def wilson(p: float, n: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a pass rate `p` measured over `n` problems.
+
+    Why Wilson over problems, and not over samples or a bootstrap: a problem's k samples are
+    not independent (an easy problem is right in all of them), so the unit is the problem and
+    n is the number of problems. With k = 1 each problem scores 0 or 1 and this is the usual
+    Wilson interval; with k > 1 a problem scores a fraction in [0, 1], whose variance is at most
+    p(1 - p), so the same interval is a little wide, never too narrow. A bootstrap over problems
+    would fit k > 1 exactly but collapses to a point when every problem is right or wrong (5 of
+    5 right gives [100 %, 100 %]), which is where a short `--limit` run lands; Wilson's stays
+    honest there (5 of 5: 57-100 %) and costs nothing to compute. The first N problems of a
+    suite are not a random draw from it: the interval speaks for those N.
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    z2 = _Z95 * _Z95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = _Z95 / (1 + z2 / n) * math.sqrt(max(p * (1 - p), 0.0) / n + z2 / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))

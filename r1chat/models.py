@@ -8,8 +8,6 @@ to be a complete GGUF of the expected architecture before r1chat accepts it.
 from __future__ import annotations
 
 import io
-import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,26 +149,16 @@ def parse_ref(ref: str | None) -> ModelRef:
 
 
 def model_cache_dir() -> Path:
-    """Where hub models live: under $R1CHAT_HOME when set, else Hugging Face's shared cache."""
-    if os.environ.get("R1CHAT_HOME"):
-        from r1chat.config import paths
+    """Where hub models live (r1chat.hub.cache_dir)."""
+    from r1chat import hub
 
-        return paths().cache_dir / "hub"
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        return Path("~/.cache/huggingface/hub").expanduser()
-    return Path(constants.HF_HUB_CACHE)
+    return hub.cache_dir()
 
 
 def hub_offline() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        return False
-    return bool(constants.HF_HUB_OFFLINE)
+    from r1chat import hub
+
+    return hub.offline()
 
 
 def validate_gguf(path: Path, arch: str | None = None) -> GGUFHeader:
@@ -240,18 +228,14 @@ def _reporting_tqdm(progress: DownloadProgress) -> type:
 def cached_path(m: ModelRef) -> Path | None:
     """The cached file for a hub reference, without touching the network."""
     assert m.repo and m.filename
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
+    from r1chat import hub
+
     # A catalogue pin the hub lost was fetched from `main` instead (see _download).
     revisions = dict.fromkeys((m.revision, "main") if m.name in CATALOG else (m.revision,))
     for revision in revisions:
-        found = try_to_load_from_cache(
-            m.repo, m.filename, cache_dir=model_cache_dir(), revision=revision
-        )
-        if isinstance(found, str) and Path(found).exists():
-            return Path(found)
+        found = hub.cached(m.repo, m.filename, revision)
+        if found is not None:
+            return found
     return None
 
 
@@ -274,77 +258,17 @@ def _download(
             f"model {m.name} ({m.where}) is not downloaded and the hub is offline"
             f" (HF_HUB_OFFLINE); {LOCAL_HINT}"
         )
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import (
-            EntryNotFoundError,
-            GatedRepoError,
-            LocalEntryNotFoundError,
-            RepositoryNotFoundError,
-            RevisionNotFoundError,
-        )
-    except ImportError:
-        raise R1ChatError(f"huggingface-hub is not installed; {LOCAL_HINT}") from None
-    unreachable = _hub_unreachable()
+    from r1chat import hub
+
+    unreachable = hub.unreachable()
     if unreachable:
         raise R1ChatError(
             f"cannot reach the Hugging Face hub to download {m.where}"
             f" ({unreachable}); check the network (or HF_ENDPOINT), or {LOCAL_HINT}"
         )
     # Its retry warnings would break the one-line error; the progress bar is not a log record.
-    hub_log = logging.getLogger("huggingface_hub")
-    level = hub_log.level
-    hub_log.setLevel(logging.ERROR)
-    try:
-        # A progress bar, retries that resume with a ranged GET when the connection drops, and an
-        # atomic rename into the cache: a half-written file is never taken for the model.
-        tqdm_class = _reporting_tqdm(progress) if progress is not None else None
-
-        repo, filename = m.repo, m.filename
-
-        def fetch(revision: str) -> Path:
-            return Path(
-                hf_hub_download(
-                    repo,
-                    filename,
-                    revision=revision,
-                    cache_dir=model_cache_dir(),
-                    tqdm_class=tqdm_class,
-                )
-            )
-
-        try:
-            path = fetch(m.revision)
-        except RevisionNotFoundError:
-            if m.revision == "main" or m.name not in CATALOG:
-                raise  # a revision the user named is theirs to fix
-            (on_note or _warn)(
-                f"{m.repo} has no revision {m.revision[:12]} (the pinned one):"
-                " using its main branch instead"
-            )
-            path = fetch("main")
-    except LocalEntryNotFoundError:  # the hub could not be reached and nothing is cached
-        raise R1ChatError(
-            f"cannot reach the Hugging Face hub to download {m.where}; check the"
-            f" network (or HF_ENDPOINT), or {LOCAL_HINT}"
-        ) from None
-    except GatedRepoError:
-        raise R1ChatError(
-            f"{m.repo} is gated: accept its terms on huggingface.co and log in with `hf auth login`"
-        ) from None
-    except RevisionNotFoundError:
-        raise R1ChatError(f"{m.repo} has no revision {m.revision!r}") from None
-    except (RepositoryNotFoundError, EntryNotFoundError):
-        raise R1ChatError(
-            f"{m.repo}/{m.filename} does not exist on Hugging Face; {LOCAL_HINT}"
-        ) from None
-    except KeyboardInterrupt:
-        raise
-    except Exception as e:  # network errors come in many types (httpx, OSError)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise R1ChatError(f"could not download {m.where} ({first[:160]}); {LOCAL_HINT}") from None
-    finally:
-        hub_log.setLevel(level)
+    with hub.quiet_log():
+        path = _fetch(m, progress, on_note)
     try:
         validate_gguf(path, m.arch)
     except R1ChatError as e:
@@ -353,47 +277,42 @@ def _download(
     return path
 
 
+def _fetch(m: ModelRef, progress: DownloadProgress | None, on_note: Note | None) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    from r1chat import hub
+
+    assert m.repo and m.filename
+    repo, filename = m.repo, m.filename
+    # A progress bar, retries that resume with a ranged GET when the connection drops, and an
+    # atomic rename into the cache: a half-written file is never taken for the model.
+    tqdm_class = _reporting_tqdm(progress) if progress is not None else None
+
+    def fetch(revision: str) -> Path:
+        return Path(
+            hf_hub_download(
+                repo, filename, revision=revision, cache_dir=hub.cache_dir(), tqdm_class=tqdm_class
+            )
+        )
+
+    with hub.download_errors(m.where, repo, filename, m.revision, f"or {LOCAL_HINT}"):
+        try:
+            return fetch(m.revision)
+        except RevisionNotFoundError:
+            if m.revision == "main" or m.name not in CATALOG:
+                raise  # a revision the user named is theirs to fix
+            (on_note or _warn)(
+                f"{m.repo} has no revision {m.revision[:12]} (the pinned one):"
+                " using its main branch instead"
+            )
+            return fetch("main")
+
+
 def _warn(line: str) -> None:
     import sys
 
     sys.stderr.write(f"r1chat: warning: {line}\n")
-
-
-def _hub_unreachable() -> str | None:
-    """Why the hub's host refuses connections, if it plainly does; None when it may be fine.
-
-    huggingface-hub retries a failed connection for about 25 s before giving up; a refused
-    connection or an unknown host will not get better in that time. Behind a proxy the direct
-    connection says nothing, so it is not tried.
-    """
-    import socket
-    from urllib.parse import urlsplit
-
-    if any(
-        os.environ.get(v)
-        for v in (
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-        )
-    ):
-        return None
-    from huggingface_hub import constants
-
-    url = urlsplit(constants.ENDPOINT)
-    if not url.hostname:
-        return None
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=10):
-            return None
-    except TimeoutError:
-        return None  # slow, not necessarily down: let huggingface-hub try
-    except OSError as e:
-        return e.strerror or str(e) or type(e).__name__
 
 
 def pull(ref: str, on_note: Note | None = None) -> tuple[ModelRef, Path, bool]:

@@ -62,13 +62,15 @@ class ThinkSplitter:
                 self._buf = stripped
                 self._skip_ws = False
             if self._at_start:
-                if self._buf.startswith(OPEN_TAG):
-                    self._buf = self._buf[len(OPEN_TAG) :]
+                # Blank lines may come first (GLM-4.5 writes "\n<think>").
+                lead = self._buf.lstrip()
+                if lead.startswith(OPEN_TAG):
+                    self._buf = lead[len(OPEN_TAG) :]
                     self._kind = "think"
                     self._at_start = False
                     self._skip_ws = True
                     continue
-                if OPEN_TAG.startswith(self._buf) and not final:
+                if OPEN_TAG.startswith(lead) and not final:
                     break
                 self._at_start = False
             if self._kind == "answer":
@@ -241,6 +243,11 @@ class ThinkingControl:
         self.tokens = 0  # thinking tokens the model sampled (not what r1chat injected)
         self.ended: Ended | None = None
         self.looping = False  # the guard found a loop (on_loop = "warn" goes on regardless)
+        # A server that caps the thinking itself (its own budget field) gets this many tokens
+        # past the budget before r1chat cuts it: a backstop for a server that ignores the field.
+        self.budget_slack = 0
+        # The server ended the thinking (its budget, its control endpoint), not r1chat.
+        self.by_server = False
         self._user = False
         self._guard = LoopGuard(params.loop_span, params.loop_repeats, params.loop_window)
 
@@ -248,13 +255,17 @@ class ThinkingControl:
         """The user asked for the answer: the thinking ends at the next token."""
         self._user = True
 
+    @property
+    def user_asked(self) -> bool:
+        return self._user
+
     def token(self, key: int) -> Steer | None:
         """A thinking token was sampled (`key`: its id, or a stand-in for engines without ids)."""
         self.tokens += 1
         p = self.params
         if self._user:
             return self._end("user")
-        if p.budget is not None and self.tokens >= p.budget:
+        if p.budget is not None and self.tokens >= p.budget + self.budget_slack:
             return self._end("budget")
         if not self.looping and self._guard.feed(key):
             self.looping = True

@@ -17,6 +17,8 @@ from r1chat.turn import ThinkingEnded, TurnResult
 
 class Renderer(Protocol):
     def think(self, text: str) -> None: ...
+    def held(self, chars: int) -> None: ...
+    def decided(self) -> None: ...
     def thinking_ended(self, ended: ThinkingEnded) -> None: ...
     def answer(self, text: str) -> None: ...
     def finish(self, result: TurnResult) -> None: ...
@@ -51,6 +53,12 @@ class PlainRenderer:
     def think(self, text: str) -> None:
         pass
 
+    def held(self, chars: int) -> None:
+        pass
+
+    def decided(self) -> None:
+        pass
+
     def thinking_ended(self, ended: ThinkingEnded) -> None:
         pass
 
@@ -74,6 +82,12 @@ class JsonRenderer:
         self.extra = extra or {}  # more top-level keys (the attached files)
 
     def think(self, text: str) -> None:
+        pass
+
+    def held(self, chars: int) -> None:
+        pass
+
+    def decided(self) -> None:
         pass
 
     def thinking_ended(self, ended: ThinkingEnded) -> None:
@@ -138,6 +152,21 @@ class TerminalRenderer:
         out.write(text)
         out.flush()
         self._think_tail = (self._think_tail + text)[-2:]
+
+    def held(self, chars: int) -> None:
+        """A server's text not known yet to be thinking or answer: said on a spinner line
+        (never printed as one and moved to the other later)."""
+        what = f"{chars:,} characters held back: thinking or answer? (no <think> tag yet)"
+        if self._status is None:
+            self._status = self.console.status(what, spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(what)
+
+    def decided(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def thinking_ended(self, ended: ThinkingEnded) -> None:
         """When r1chat ended the thinking (a budget, a loop, a request), say so after it."""

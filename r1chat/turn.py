@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from r1chat.endings import no_answer
-from r1chat.engines.base import Done, Engine, Event, Started, Stats, Token
+from r1chat.engines.base import Decided, Done, Engine, Event, Started, Stats, Token
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import (
+    CLOSE_TAG,
+    OPEN_TAG,
     Ended,
     Kind,
     ReasoningParams,
@@ -71,6 +73,23 @@ class ThinkingEnded:
 
 
 @dataclass(frozen=True)
+class Held:
+    """Text a server sent that is not known yet to be thinking or answer (no `<think>` came
+    before it): a `</think>` makes it thinking, the end of the reply makes it the answer. Front
+    ends show it as undecided; `HeldDecided` follows, then the same text as Deltas."""
+
+    text: str
+    chars: int  # held so far
+
+
+@dataclass(frozen=True)
+class HeldDecided:
+    """What the held text was: thinking, or the answer. Its Deltas follow at once."""
+
+    thinking: bool
+
+
+@dataclass(frozen=True)
 class LoopNoticed:
     """The thinking repeats itself (on_loop = "warn": it goes on)."""
 
@@ -117,7 +136,16 @@ class TurnDone:
     result: TurnResult
 
 
-TurnEvent = ContextTrimmed | TurnStarted | Delta | ThinkingEnded | LoopNoticed | TurnDone
+TurnEvent = (
+    ContextTrimmed
+    | TurnStarted
+    | Delta
+    | Held
+    | HeldDecided
+    | ThinkingEnded
+    | LoopNoticed
+    | TurnDone
+)
 
 
 class TurnRecorder:
@@ -148,10 +176,17 @@ class TurnRecorder:
         self._first_at = 0.0
         self._answer_at = 0.0
         self._warned = False
+        self._held: list[str] = []
+        self._held_chars = 0
+        self._held_tokens = 0
 
     def feed(self, ev: Event) -> list[TurnEvent]:
         if type(ev) is Token:
+            if ev.held:
+                return self._hold(ev)
             return self._token(ev)
+        if isinstance(ev, Decided):
+            return self._decided(ev.thinking)
         if isinstance(ev, Started):
             self.started = True
             out: list[TurnEvent] = [TurnStarted(ev.prompt_tokens)]
@@ -162,7 +197,8 @@ class TurnRecorder:
             return out
         assert isinstance(ev, Done)
         self.result.stats = ev.stats
-        out = [self._delta(kind, text) for kind, text in self._splitter.close()]
+        out = self._decided(self._held_guess()) if self._held else []
+        out += [self._delta(kind, text) for kind, text in self._splitter.close()]
         self.done = True
         out.append(TurnDone(self.partial()))
         return out
@@ -194,6 +230,40 @@ class TurnRecorder:
                     out.append(LoopNoticed())
         return out
 
+    def _hold(self, ev: Token) -> list[TurnEvent]:
+        if not self._first_at:
+            self._first_at = time.perf_counter()
+        self._held.append(ev.text)
+        self._held_chars += len(ev.text)
+        self._held_tokens += ev.id >= 0
+        return [Held(ev.text, self._held_chars)]
+
+    def _held_guess(self) -> bool:
+        """Held text with no decision (a reply broken off by an error): read as the answer, as
+        the engine reads a reply cut short, and marked so."""
+        self.result.stats.undecided = True
+        return False
+
+    def _decided(self, thinking: bool) -> list[TurnEvent]:
+        """The held text, now known to be thinking or answer, as what it is."""
+        text, tokens = "".join(self._held), self._held_tokens
+        self._held, self._held_chars, self._held_tokens = [], 0, 0
+        out: list[TurnEvent] = [HeldDecided(thinking)]
+        splitter = self._splitter
+        if thinking:
+            if not splitter.in_think:
+                splitter.feed(OPEN_TAG + "\n")
+            self.think_tokens += tokens
+            out += [self._delta(kind, t) for kind, t in splitter.feed(text)]
+            return out
+        if splitter.in_think:  # the turn began inside a thinking that turned out empty
+            out += self._token(Token(-1, CLOSE_TAG + "\n\n"))
+        self.answer_tokens += tokens
+        if text:
+            self._answer_at = self._answer_at or time.perf_counter()
+        out += [self._delta(kind, t) for kind, t in splitter.feed(text)]
+        return out
+
     def _delta(self, kind: Kind, text: str) -> Delta:
         (self._think if kind == "think" else self._answer).append(text)
         return Delta(kind, text, self.think_tokens, self.answer_tokens, self.forced_tokens)
@@ -206,6 +276,8 @@ class TurnRecorder:
 
     def partial(self) -> TurnResult:
         """The reply so far; marked stopped ("cancelled") unless the stream ended by itself."""
+        if self._held:
+            self._decided(self._held_guess())
         result = self.result
         result.thinking = "".join(self._think)
         result.answer = "".join(self._answer)

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_models
 from cli_support import Cli, run_cli
+from servers import ReplayServer
 
 # Fixtures that load a real model, start a real server or a real terminal (tests/tui/conftest.py).
 LLAMA_FIXTURES = frozenset(
-    {"tiny_models_paths", "noise_model", "scripted_model", "loop_model", "smollm2_model"}
+    {
+        "tiny_models_paths",
+        "noise_model",
+        "scripted_model",
+        "loop_model",
+        "branching_model",
+        "smollm2_model",
+    }
 )
 SERVER_FIXTURES = frozenset({"server", "scripted_server", "loop_server"})
 MARKERS = {
@@ -73,6 +82,13 @@ def loop_model(tiny_models_paths: dict[str, Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def branching_model(tiny_models_paths: dict[str, Path]) -> Path:
+    """Answers \\boxed{4}, {5} or {6} with odds tiny_models.BRANCH_ODDS at the default sampling,
+    thinking surely before 4 and unsurely before the others."""
+    return tiny_models_paths["branching"]
+
+
+@pytest.fixture(scope="session")
 def smollm2_model() -> Path:
     """SmolLM2-135M-Instruct Q4_1: a real small chat model without thinking."""
     # The package is an `llm` plugin: find its file without importing it (that needs `llm`).
@@ -106,3 +122,12 @@ def cli(r1home: Path) -> Cli:
         return run_cli(*args, home=r1home, stdin=stdin, timeout=timeout, env=env)
 
     return call
+
+
+@pytest.fixture
+def made() -> Iterator[list[ReplayServer]]:
+    """Loopback replay servers a test starts (tests/servers.py): closed after it."""
+    servers: list[ReplayServer] = []
+    yield servers
+    for s in servers:
+        s.close()

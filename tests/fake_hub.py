@@ -3,6 +3,10 @@
 It answers like the hub's resolve endpoint (HEAD metadata, ranged GET); it can hold every
 download until told to go on (`gate`), cut a download short (`drop_after`), and answer 404 for
 revisions it does not have (`missing_revisions`), as the hub does for a lost pin.
+
+Datasets are served as models are, under "datasets/OWNER/NAME/FILE" (the hub's URLs for them).
+A file listed in `commits` exists at that one commit only, as a pinned file does on the hub: it
+is answered with that commit, and any other revision is one the hub does not have.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ class FakeHub:
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Range header
         self.drop_after: int | None = None  # cut the first full GET after this many bytes
         self.missing_revisions: set[str] = set()
+        self.commits: dict[str, str] = {}  # "repo/filename" -> the one commit that has it
         self.gate: threading.Event | None = None  # when set up, GETs wait until it is set
         hub = self
 
@@ -38,9 +43,20 @@ class FakeHub:
                 parts = self.path.split("/resolve/", 1)
                 return parts[1].split("/", 1)[0] if len(parts) == 2 else ""
 
+            def _commit(self) -> str | None:
+                """The one commit the requested file exists at, when it is pinned."""
+                parts = self.path.split("/resolve/", 1)
+                if len(parts) != 2 or "/" not in parts[1]:
+                    return None
+                filename = parts[1].split("/", 1)[1]
+                return hub.commits.get(f"{parts[0].lstrip('/')}/{filename}")
+
             def _head(self, data: bytes | None) -> bytes | None:
                 hub.requests.append((self.command, self.path, self.headers.get("Range")))
-                if self._revision() in hub.missing_revisions:
+                commit = self._commit()
+                if self._revision() in hub.missing_revisions or (
+                    commit is not None and self._revision() != commit
+                ):
                     self.send_response(404)
                     self.send_header("X-Error-Code", "RevisionNotFound")
                     self.send_header("X-Error-Message", "Invalid rev id")
@@ -62,7 +78,7 @@ class FakeHub:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     self.send_response(200)
-                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("X-Repo-Commit", commit or COMMIT)
                 self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
                 self.send_header("Content-Length", str(len(data) - start))
                 self.end_headers()

@@ -113,6 +113,9 @@ class Reply:
     pause_s: float = 0.0  # before the first event
     gap_s: float = 0.0  # between events
     hang_s: float = 0.0  # before anything, even the response headers (a stalled server)
+    # Sent instead of the rest of `events` once a POST /v1/chat/completions/control came
+    # (llama-server ending the thinking on request: its closing text, then the answer).
+    on_control: Sequence[Chunk | str] | None = None
 
 
 class ReplayServer:
@@ -132,6 +135,11 @@ class ReplayServer:
         self.closing = threading.Event()  # ends every hang at once when the server closes
         self.in_flight = 0
         self.peak = 0  # the most chat requests served at once
+        # POST /v1/chat/completions/control bodies, and the answer each gets (None: a 404, as a
+        # server without the endpoint gives).
+        self.controls: list[dict[str, Any]] = []
+        self.control_answer: Any = None
+        self.controlled = threading.Event()
         lock = threading.Lock()
         outer = self
 
@@ -167,6 +175,14 @@ class ReplayServer:
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(n) or b"{}")
+                if self.path.endswith("/chat/completions/control"):
+                    outer.controls.append(body)
+                    if outer.control_answer is None:
+                        self._json(404, {"error": {"message": "not found"}})
+                    else:
+                        outer.controlled.set()
+                        self._json(200, outer.control_answer)
+                    return
                 outer.requests.append((body, dict(self.headers.items())))
                 with lock:
                     reply = outer.replies.pop(0) if outer.replies else Reply(status=500, body={})
@@ -190,7 +206,13 @@ class ReplayServer:
                 self.end_headers()
                 time.sleep(reply.pause_s)
                 try:
-                    for ev in reply.events:
+                    events = list(reply.events)
+                    while events:
+                        if reply.on_control is not None and outer.controlled.is_set():
+                            events = list(reply.on_control)
+                            reply.on_control = None
+                            continue
+                        ev = events.pop(0)
                         line = ev if isinstance(ev, str) else f"data: {json.dumps(ev)}"
                         self.wfile.write(f"{line}\n\n".encode())
                         self.wfile.flush()
@@ -216,13 +238,23 @@ class ReplayServer:
 
 
 def start_llama_server(
-    binary: str, model: Path, log: Path, *, alias: str, n_ctx: int = 2048
+    binary: str,
+    model: Path,
+    log: Path,
+    *,
+    alias: str,
+    n_ctx: int = 2048,
+    reasoning_format: str = "deepseek",
+    template: Path | None = None,
 ) -> Server:
-    """llama.cpp's own `llama-server` (scripts/llama-server builds it) with DeepSeek's reasoning
-    format: the thinking comes in `reasoning_content`."""
+    """llama.cpp's own `llama-server` (scripts/llama-server builds it), by default with
+    DeepSeek's reasoning format: the thinking comes in `reasoning_content` ("none": inline tags
+    in the content). `template`: a chat template file instead of the model's."""
     port = free_port()
     cmd = [
         binary, "-m", str(model), "--alias", alias, "--host", "127.0.0.1", "--port", str(port),
-        "-c", str(n_ctx), "-t", "2", "-np", "1", "--reasoning-format", "deepseek",
+        "-c", str(n_ctx), "-t", "2", "-np", "1", "--reasoning-format", reasoning_format,
     ]  # fmt: skip
+    if template is not None:
+        cmd += ["--chat-template-file", str(template)]
     return _started(cmd, log, port, "/health")

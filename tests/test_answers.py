@@ -1,4 +1,7 @@
-"""Final answers: equivalence (math-verify underneath), majority votes, grading against gold."""
+"""Final answers: equivalence (math-verify underneath), majority votes, grading against gold.
+
+How an answer is read out of a reply: test_answers_extract.py; time limits and the worker
+processes: test_answers_deadline.py."""
 
 from __future__ import annotations
 
@@ -9,13 +12,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from types import FrameType
-from typing import Any
 
 import pytest
 
 from r1chat import answers
-from r1chat.answers import Vote, equivalent, grade, vote
+from r1chat.answers import Verdict, Vote, check, compare, equivalent, grade, vote
 
 # (a, b): the same answer written two ways.
 EQUAL = [
@@ -108,6 +109,15 @@ def test_unequal_pairs(a: str, b: str) -> None:
 
 def test_the_table_is_big_enough() -> None:
     assert len(EQUAL) + len(UNEQUAL) >= 50
+
+
+def test_verdicts_say_whether_time_ran_out() -> None:
+    assert compare("0.75", "\\frac34") == Verdict(True)
+    assert compare("0.75", "\\frac35") == Verdict(False)
+    assert check("0.75", "\\frac34") == Verdict(True)
+    assert check(None, "3") == Verdict(False)
+    assert Verdict(True) and not Verdict(False, timed_out=True)  # a verdict reads as its answer
+    assert vote(["0.75", "\\frac34"]).timed_out == 0
 
 
 def test_blank_answers_equal_nothing() -> None:
@@ -220,50 +230,34 @@ def test_threads_at_once() -> None:
     assert got == [True] * 4 + [False] * 4
 
 
-def test_a_tracer_already_set_is_kept_and_still_called() -> None:
-    calls: list[str] = []
-    seen: list[object] = []
-
-    def tracer(frame: FrameType, event: str, arg: Any) -> None:
-        calls.append(event)
-
-    def work() -> None:
-        sys.settrace(tracer)
-        try:
-            seen.append(equivalent("\\frac{9}{16}", "0.5625"))
-            seen.append(sys.gettrace() is tracer)
-        finally:
-            sys.settrace(None)
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    worker.join(timeout=30)
-    assert seen == [True, True]
-    assert calls  # the calls inside math-verify reached it too
-
-
 @pytest.fixture
 def no_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(answers, "_TIME_LIMIT_S", 0.0)
     yield
     answers._same.cache_clear()
-    answers._parsed.cache_clear()
+    answers._graded.cache_clear()
 
 
 def test_past_the_deadline_answers_compare_as_text(
     no_time: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG - 1):
-        assert not equivalent("\\frac{17}{20}", "0.85")
+        assert compare("\\frac{17}{20}", "0.85") == Verdict(False, timed_out=True)
+        assert check("0.85", "\\frac{17}{20}") == Verdict(False, timed_out=True)
         assert not grade("0.85", "\\frac{17}{20}")
-        assert equivalent("\\frac{17}{20}", "\\dfrac{17}{20}")  # same text needs no parsing
+        # The same text needs no parsing, and is no timeout.
+        assert compare("\\frac{17}{20}", "\\dfrac{17}{20}") == Verdict(True)
+        assert vote(["\\frac{17}{20}", "0.85", "\\dfrac{17}{20}"]) == Vote(
+            answer="\\frac{17}{20}", count=2, of=3, members=(0, 2), timed_out=1
+        )
     # math-verify's "timeout is disabled" and "timeout during parsing" notices stay quiet.
     assert not [r for r in caplog.records if r.getMessage().startswith("Timeout")]
 
 
 def test_math_verify_timeout_notices_stay_quiet(caplog: pytest.LogCaptureFixture) -> None:
-    # With no logging set up they would go to stderr, across the app's screen.
-    equivalent("1", "2")  # math-verify loaded, the filter in place
+    # With no logging set up they would go to stderr, across the app's screen: wherever
+    # math-verify is loaded (a worker, or this process when no worker can start).
+    answers._math_verify()
     logger = logging.getLogger("math_verify.parser")
     with caplog.at_level(logging.WARNING, logger="math_verify"):
         logger.warning("Timeout is disabled as parsing_timeout is None or <= 0, ...")

@@ -15,7 +15,17 @@ from typer.testing import CliRunner
 
 from r1chat.commands.doctor import doctor, run_checks
 
-NAMES = ["python", "packages", "llama.cpp", "gpu", "paths", "config", "model cache", "model"]
+NAMES = [
+    "python",
+    "packages",
+    "llama.cpp",
+    "gpu",
+    "paths",
+    "config",
+    "model cache",
+    "grading",
+    "model",
+]
 
 
 def app() -> typer.Typer:
@@ -110,6 +120,7 @@ def test_text_output_has_one_line_per_check_and_a_fix(r1home: Path) -> None:
     lines = out.stdout.splitlines()
     assert out.exit_code == 0
     assert [ln.split()[0] for ln in lines if not ln.startswith(" ")] == [
+        "ok",
         "ok",
         "ok",
         "ok",

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,6 @@ from r1chat.turn import TurnDone, TurnResult, run_turn
 
 KEY = "sk-live-0123456789abcdefghijklmnopqrstuvwxyzABCD"  # 47 characters, as reported
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def made() -> Iterator[list[ReplayServer]]:
-    servers: list[ReplayServer] = []
-    yield servers
-    for s in servers:
-        s.close()
 
 
 def serve(made: list[ReplayServer], replies: list[Reply], **kw: Any) -> ReplayServer:
@@ -272,14 +263,14 @@ def test_a_context_size_that_is_not_a_number_is_one_line(
     s.extra["/props"] = props
     with pytest.raises(R1ChatError) as e:
         RemoteEngine(s.base)
-    assert "context size" in str(e.value)
+    assert "its settings" in str(e.value) and "/props" in str(e.value)
 
 
 def test_a_vllm_model_length_that_is_not_a_number_is_one_line(made: list[ReplayServer]) -> None:
     s = serve(made, [], models=[{"id": "m", "max_model_len": "lots"}])
     with pytest.raises(R1ChatError) as e:
         RemoteEngine(s.base)
-    assert "context size" in str(e.value)
+    assert "its settings" in str(e.value) and "max_model_len" in str(e.value)
 
 
 def test_a_surrogate_pair_split_across_events_is_joined(
@@ -352,7 +343,10 @@ def test_samples_on_a_server_keep_what_came_when_one_request_fails(
     assert out.returncode == 0, out.stderr.decode()
     assert "failed: " in out.stderr.decode() and "out of memory" in out.stderr.decode()
     data = json.loads(out.stdout)
-    assert data["vote"] == {"answer": "4", "count": 2, "of": 2} and len(data["failed"]) == 1
+    assert (
+        data["vote"] == {"answer": "4", "count": 2, "of": 2, "timed_out": 0}
+        and len(data["failed"]) == 1
+    )
     with HistoryStore.open(tmp_path / "history.sqlite3") as store:
         roles = [m.role for m in store.messages(1, all_branches=True)]
     assert roles == ["user", "assistant", "assistant"]
@@ -399,3 +393,21 @@ def test_samples_that_all_fail_midway_are_no_answer(
         2,
     )
     assert got.all_failed and got.no_answer() is not None and got.vote.of == 0
+
+
+@pytest.mark.parametrize(
+    "logprobs",
+    [
+        5,
+        {"content": 3},
+        {"content": [{"top_logprobs": [{"logprob": "x"}]}]},
+        {"content": [{"top_logprobs": [{"logprob": 2.5}]}]},
+    ],
+)
+def test_logprobs_of_the_wrong_type_are_one_line(made: list[ReplayServer], logprobs: Any) -> None:
+    bad = chunk({"content": "4"})
+    bad["choices"][0]["logprobs"] = logprobs
+    s = serve(made, [Reply([bad, chunk({}, "stop")])], models=[{"id": "m", "max_model_len": 64}])
+    with pytest.raises(R1ChatError) as e:
+        list(RemoteEngine(s.base).stream([ChatMessage("user", "q")], SamplingParams()))
+    assert "logprob" in str(e.value) and "\n" not in str(e.value)

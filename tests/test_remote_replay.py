@@ -6,13 +6,12 @@ without a reasoning parser (`<think>` inline). The errors no live server here ma
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from servers import ReplayServer, Reply, chunk
 
-from r1chat.engines.remote import RemoteEngine, host_of, normalize_base
+from r1chat.engines.remote import NATIVE_BUDGET_SLACK, RemoteEngine, host_of, normalize_base
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import ReasoningParams, ThinkingControl
@@ -64,14 +63,6 @@ def inline(opening: bool) -> list[Any]:
     return [chunk({"content": t}) for t in pieces] + [chunk({}, "stop")]
 
 
-@pytest.fixture
-def replay() -> Iterator[list[ReplayServer]]:
-    made: list[ReplayServer] = []
-    yield made
-    for s in made:
-        s.close()
-
-
 def server(made: list[ReplayServer], replies: list[Reply], **kw: Any) -> ReplayServer:
     s = ReplayServer(replies, **kw)
     made.append(s)
@@ -99,9 +90,9 @@ def turn(
     ids=["vllm-reasoning", "llama-server-reasoning_content", "ollama", "inline", "inline-open"],
 )
 def test_every_way_of_sending_the_thinking_gives_the_same_turn(
-    replay: list[ReplayServer], events: list[Any]
+    made: list[ReplayServer], events: list[Any]
 ) -> None:
-    s = server(replay, [Reply(events)], models=[{"id": MODEL}])
+    s = server(made, [Reply(events)], models=[{"id": MODEL}])
     engine = RemoteEngine(s.base)
     assert engine.model == MODEL and engine.info.thinks
     result = turn(engine)
@@ -114,9 +105,9 @@ def test_every_way_of_sending_the_thinking_gives_the_same_turn(
 
 
 def test_sampling_and_messages_go_to_the_server_as_r1_wants_them(
-    replay: list[ReplayServer],
+    made: list[ReplayServer],
 ) -> None:
-    s = server(replay, [Reply(vllm())], models=[{"id": MODEL, "max_model_len": 32768}])
+    s = server(made, [Reply(vllm())], models=[{"id": MODEL, "max_model_len": 32768}])
     engine = RemoteEngine(s.base, key="sk-secret-123")
     assert engine.kind.name == "vLLM" and engine.info.n_ctx == 32768
     history = [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello!")]
@@ -142,8 +133,8 @@ def test_api_base_forms_and_the_host_shown() -> None:
         normalize_base("gpu:8000")
 
 
-def error_of(replay: list[ReplayServer], reply: Reply, **kw: Any) -> str:
-    s = server(replay, [reply])
+def error_of(made: list[ReplayServer], reply: Reply, **kw: Any) -> str:
+    s = server(made, [reply])
     engine = RemoteEngine(s.base, **kw)
     with pytest.raises(R1ChatError) as e:
         turn(engine)
@@ -177,24 +168,22 @@ def error_of(replay: list[ReplayServer], reply: Reply, **kw: Any) -> str:
     ],
     ids=["401", "400-context", "503", "404", "no-done", "bad-json", "error-event"],
 )
-def test_server_errors_are_one_line(
-    replay: list[ReplayServer], reply: Reply, expected: str
-) -> None:
-    message = error_of(replay, reply, key="sk-secret-123")
+def test_server_errors_are_one_line(made: list[ReplayServer], reply: Reply, expected: str) -> None:
+    message = error_of(made, reply, key="sk-secret-123")
     assert expected in message
     assert "sk-secret-123" not in message  # a server echoing the key back is scrubbed
 
 
-def test_silence_longer_than_the_timeout_is_an_error(replay: list[ReplayServer]) -> None:
-    message = error_of(replay, Reply(vllm(), pause_s=3.0), timeout_s=1.0)
+def test_silence_longer_than_the_timeout_is_an_error(made: list[ReplayServer]) -> None:
+    message = error_of(made, Reply(vllm(), pause_s=3.0), timeout_s=1.0)
     assert "sent nothing for 1 s" in message
 
 
-def test_a_busy_server_is_retried_as_it_asks(replay: list[ReplayServer]) -> None:
+def test_a_busy_server_is_retried_as_it_asks(made: list[ReplayServer]) -> None:
     busy = Reply(
         status=429, body={"error": {"message": "slow down"}}, headers={"Retry-After": "0.2"}
     )
-    s = server(replay, [busy, busy, Reply(vllm())])
+    s = server(made, [busy, busy, Reply(vllm())])
     notes: list[str] = []
     result = turn(RemoteEngine(s.base, on_note=notes.append))
     assert result.answer == "".join(ANSWER)
@@ -202,9 +191,9 @@ def test_a_busy_server_is_retried_as_it_asks(replay: list[ReplayServer]) -> None
     assert notes == ["the server is busy (429): retrying in 0.2 s"] * 2
 
 
-def test_a_server_that_stays_busy_is_an_error(replay: list[ReplayServer]) -> None:
+def test_a_server_that_stays_busy_is_an_error(made: list[ReplayServer]) -> None:
     busy = Reply(status=429, body={"error": {"message": "quota"}}, headers={"Retry-After": "0"})
-    s = server(replay, [busy] * 4)
+    s = server(made, [busy] * 4)
     with pytest.raises(R1ChatError) as e:
         turn(RemoteEngine(s.base))
     message = str(e.value)
@@ -212,27 +201,27 @@ def test_a_server_that_stays_busy_is_an_error(replay: list[ReplayServer]) -> Non
     assert "429" in message and "quota" in message
 
 
-def test_connection_errors_are_one_line(replay: list[ReplayServer]) -> None:
+def test_connection_errors_are_one_line(made: list[ReplayServer]) -> None:
     from servers import free_port
 
     with pytest.raises(R1ChatError, match="connection refused"):
         RemoteEngine(f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(R1ChatError, match="unknown host"):
         RemoteEngine("http://no-such-host.invalid/v1")
-    s = server(replay, [])
+    s = server(made, [])
     with pytest.raises(R1ChatError, match="TLS failed"):
         RemoteEngine(s.base.replace("http://", "https://"))
 
 
-def test_an_unknown_model_names_what_the_server_has(replay: list[ReplayServer]) -> None:
-    s = server(replay, [], models=[{"id": "a"}, {"id": "b"}])
+def test_an_unknown_model_names_what_the_server_has(made: list[ReplayServer]) -> None:
+    s = server(made, [], models=[{"id": "a"}, {"id": "b"}])
     with pytest.raises(R1ChatError, match=r"no model 'c' \(it has: a, b\)"):
         RemoteEngine(s.base, "c")
 
 
-def test_a_stop_closes_the_stream_at_once(replay: list[ReplayServer]) -> None:
+def test_a_stop_closes_the_stream_at_once(made: list[ReplayServer]) -> None:
     endless = [chunk({"reasoning": f" w{i}"}) for i in range(2000)]
-    s = server(replay, [Reply(endless, gap_s=0.01)])
+    s = server(made, [Reply(endless, gap_s=0.01)])
     cancel = threading.Event()
     engine = RemoteEngine(s.base, "m", thinks=True)
     t = run_turn(engine, [], "q", SamplingParams(), cancel)
@@ -255,26 +244,35 @@ def budget_replies(continued: list[Any]) -> list[Reply]:
 
 
 @pytest.mark.parametrize("kind", ["vLLM", "llama-server"])
-def test_a_budget_ends_the_thinking_and_the_server_continues_with_the_answer(
-    replay: list[ReplayServer], kind: str
+def test_a_server_that_ignores_its_budget_field_is_cut_and_continued(
+    made: list[ReplayServer], kind: str
 ) -> None:
+    """The budget is asked of the server itself; one that ignores the field (a vLLM without a
+    reasoning parser, a llama-server template without thinking tags) is cut by r1chat soon
+    after, and continued with the closing text."""
     continued = [chunk({"reasoning": " Done."}), chunk({"content": "Four."}), chunk({}, "stop")]
     models = [{"id": "r1", "max_model_len": 4096}] if kind == "vLLM" else [{"id": "r1"}]
-    s = server(replay, budget_replies(continued), models=models)
+    s = server(made, budget_replies(continued), models=models)
     if kind == "llama-server":
         s.extra["/props"] = {"default_generation_settings": {"n_ctx": 4096}}
     engine = RemoteEngine(s.base)
     assert engine.kind.name == kind
     control = ThinkingControl(ReasoningParams(budget=10, budget_message="Time is up."))
     result = turn(engine, control=control)
-    assert result.thinking_ended == "budget"
+    first = s.requests[0][0]
+    if kind == "llama-server":  # its count includes the prompt's newline; N + 1 gives N
+        assert first["thinking_budget_tokens"] == 11
+        assert first["reasoning_budget_message"] == "\n\nTime is up.\n"
+    else:
+        assert first["thinking_token_budget"] == 10
+    assert result.thinking_ended == "budget" and result.stats.steered_by == "r1chat"
     assert result.answer == "Four."
-    assert result.thinking.startswith("step0 step1") and "Time is up." in result.thinking
     assert len(s.requests) == 2
     body = s.requests[1][0]
     last = body["messages"][-1]
     assert last["role"] == "assistant" and body["continue_final_message"] is True
-    thought = "".join(f" step{i}" for i in range(10)) + "\n\nTime is up.\n"
+    cut = 10 + NATIVE_BUDGET_SLACK
+    thought = "".join(f" step{i}" for i in range(cut)) + "\n\nTime is up.\n"
     if kind == "llama-server":
         assert last["reasoning_content"] == thought and last["content"] == ""
     else:  # a closing tag would make R1's template drop the thinking: it is left open
@@ -282,9 +280,85 @@ def test_a_budget_ends_the_thinking_and_the_server_continues_with_the_answer(
     assert "</think>" not in str(last)
 
 
-def test_answer_now_on_a_server_that_continues(replay: list[ReplayServer]) -> None:
+@pytest.mark.parametrize("kind", ["vLLM", "llama-server"])
+def test_a_budget_the_server_keeps_ends_the_thinking_in_one_request(
+    made: list[ReplayServer], kind: str
+) -> None:
+    """llama-server writes the closing sentence it was given, then `</think>`; vLLM closes. The
+    reply is one request, and the result says the server ended it."""
+    message = ["\n\nTime", " is", " up.\n"] if kind == "llama-server" else []
+    events = [
+        *(chunk({"reasoning_content": f" step{i}"}) for i in range(10)),
+        *(chunk({"reasoning_content": m}) for m in message),
+        chunk({"content": "\n\nFour."}),
+        chunk({}, "stop"),
+    ]
+    models = [{"id": "r1", "max_model_len": 4096}] if kind == "vLLM" else [{"id": "r1"}]
+    s = server(made, [Reply(events)], models=models)
+    if kind == "llama-server":
+        s.extra["/props"] = {"default_generation_settings": {"n_ctx": 4096}}
+    control = ThinkingControl(ReasoningParams(budget=10, budget_message="Time is up."))
+    result = turn(RemoteEngine(s.base), control=control)
+    assert len(s.requests) == 1 and result.answer == "Four."
+    if kind == "llama-server":  # the server's sentence says it was the budget
+        assert result.thinking_ended == "budget" and result.stats.steered_by == "server"
+        assert result.thinking.rstrip().endswith("Time is up.")
+    else:  # vLLM closes without a sentence: the model's close, as far as r1chat can tell
+        assert result.thinking_ended == "model"
+
+
+def test_answer_now_on_llama_server_uses_its_control_endpoint(
+    made: list[ReplayServer],
+) -> None:
+    """Answer now asks llama-server to end the thinking in the same stream: nothing is cut,
+    nothing is read again."""
+    endless = [chunk({"reasoning_content": f" step{i}"}) for i in range(400)]
+    after = [
+        chunk({"reasoning_content": "\n\nTime is up.\n"}),
+        chunk({"content": "Now."}),
+        chunk({}, "stop"),
+    ]
+    s = server(made, [Reply(endless, gap_s=0.005, on_control=after)], models=[{"id": "r1"}])
+    s.extra["/props"] = {"default_generation_settings": {"n_ctx": 4096}}
+    s.control_answer = {"success": True}
+    control = ThinkingControl(ReasoningParams(budget_message="Time is up."))
+    t = run_turn(RemoteEngine(s.base), [], "q", SamplingParams(), None, control)
+    result = None
+    for ev in t:
+        if getattr(ev, "kind", None) == "think" and "step3" in getattr(ev, "text", ""):
+            control.answer_now()
+        if isinstance(ev, TurnDone):
+            result = ev.result
+    assert result is not None and result.answer == "Now."
+    assert result.thinking_ended == "user" and result.stats.steered_by == "server"
+    assert s.controls == [{"id": "chatcmpl-1", "action": "reasoning_end"}]
+    assert len(s.requests) == 1 and s.requests[0][0]["reasoning_control"] is True
+    assert "step399" not in result.thinking
+
+
+def test_answer_now_falls_back_when_the_control_endpoint_refuses(
+    made: list[ReplayServer],
+) -> None:
     continued = [chunk({"content": "Now."}), chunk({}, "stop")]
-    s = server(replay, budget_replies(continued), models=[{"id": "r1", "max_model_len": 4096}])
+    s = server(made, budget_replies(continued), models=[{"id": "r1"}])
+    s.extra["/props"] = {"default_generation_settings": {"n_ctx": 4096}}
+    s.control_answer = {"success": False, "message": "no active completion for this id"}
+    control = ThinkingControl(ReasoningParams())
+    t = run_turn(RemoteEngine(s.base), [], "q", SamplingParams(), None, control)
+    result = None
+    for ev in t:
+        if getattr(ev, "kind", None) == "think" and "step3" in getattr(ev, "text", ""):
+            control.answer_now()
+        if isinstance(ev, TurnDone):
+            result = ev.result
+    assert result is not None and result.answer == "Now."
+    assert result.thinking_ended == "user" and result.stats.steered_by == "r1chat"
+    assert len(s.controls) == 1 and len(s.requests) == 2
+
+
+def test_answer_now_on_a_server_that_continues(made: list[ReplayServer]) -> None:
+    continued = [chunk({"content": "Now."}), chunk({}, "stop")]
+    s = server(made, budget_replies(continued), models=[{"id": "r1", "max_model_len": 4096}])
     control = ThinkingControl(ReasoningParams())
     t = run_turn(RemoteEngine(s.base), [], "q", SamplingParams(), None, control)
     result = None
@@ -296,13 +370,13 @@ def test_answer_now_on_a_server_that_continues(replay: list[ReplayServer]) -> No
     assert result is not None and result.thinking_ended == "user" and result.answer == "Now."
 
 
-def test_think_min_continues_after_wait(replay: list[ReplayServer]) -> None:
+def test_think_min_continues_after_wait(made: list[ReplayServer]) -> None:
     early = [chunk({"reasoning": " a"}), chunk({"content": "Early."}), chunk({}, "stop")]
     more = [chunk({"reasoning": t}) for t in [" b", " c", " d"]] + [
         chunk({"content": "Later."}),
         chunk({}, "stop"),
     ]
-    s = server(replay, [Reply(early), Reply(more)], models=[{"id": "r1", "max_model_len": 4096}])
+    s = server(made, [Reply(early), Reply(more)], models=[{"id": "r1", "max_model_len": 4096}])
     control = ThinkingControl(ReasoningParams(min_tokens=3, wait="Wait"))
     result = turn(RemoteEngine(s.base), control=control)
     assert result.answer == "Later."
@@ -314,21 +388,22 @@ def test_think_min_continues_after_wait(replay: list[ReplayServer]) -> None:
     assert s.requests[1][0]["messages"][-1]["content"] == "<think>\n a\n\nWait"
 
 
-def test_no_thinking_on_llama_server_asks_for_a_budget_of_zero(replay: list[ReplayServer]) -> None:
+def test_no_thinking_on_llama_server_asks_for_a_budget_of_one(made: list[ReplayServer]) -> None:
+    """llama-server counts the prompt's newline, and a budget of 0 caps nothing there."""
     s = server(
-        replay, [Reply([chunk({"content": "Four."}), chunk({}, "stop")])], models=[{"id": "r1"}]
+        made, [Reply([chunk({"content": "Four."}), chunk({}, "stop")])], models=[{"id": "r1"}]
     )
     s.extra["/props"] = {"default_generation_settings": {"n_ctx": 4096}}
     control = ThinkingControl(ReasoningParams(budget=0))
     result = turn(RemoteEngine(s.base), control=control)
     assert result.thinking == "" and result.answer == "Four."
-    assert s.requests[0][0]["reasoning_budget_tokens"] == 0
+    assert s.requests[0][0]["thinking_budget_tokens"] == 1
 
 
 def test_a_server_that_cannot_continue_stops_at_the_budget_and_says_so(
-    replay: list[ReplayServer],
+    made: list[ReplayServer],
 ) -> None:
-    s = server(replay, budget_replies([]), models=[{"id": "r1"}])
+    s = server(made, budget_replies([]), models=[{"id": "r1"}])
     notes: list[str] = []
     engine = RemoteEngine(s.base, on_note=notes.append)
     assert engine.kind.name == "server" and not engine.kind.continues
@@ -339,9 +414,9 @@ def test_a_server_that_cannot_continue_stops_at_the_budget_and_says_so(
 
 
 def test_no_thinking_on_a_server_that_cannot_continue_hides_it(
-    replay: list[ReplayServer],
+    made: list[ReplayServer],
 ) -> None:
-    s = server(replay, [Reply(vllm())], models=[{"id": "r1"}])
+    s = server(made, [Reply(vllm())], models=[{"id": "r1"}])
     notes: list[str] = []
     result = turn(
         RemoteEngine(s.base, on_note=notes.append),
@@ -352,7 +427,7 @@ def test_no_thinking_on_a_server_that_cannot_continue_hides_it(
 
 
 def test_samples_on_a_server_are_concurrent_requests_and_vote(
-    replay: list[ReplayServer],
+    made: list[ReplayServer],
 ) -> None:
     from r1chat.many import ask_many
 
@@ -366,7 +441,7 @@ def test_samples_on_a_server_are_concurrent_requests_and_vote(
             pause_s=0.3,
         )
 
-    s = server(replay, [reply("4"), reply("4.0"), reply("5")], models=[{"id": "r1"}])
+    s = server(made, [reply("4"), reply("4.0"), reply("5")], models=[{"id": "r1"}])
     got = ask_many(RemoteEngine(s.base), [ChatMessage("user", "2+2?")], SamplingParams(seed=10), 3)
     assert sorted(x.boxed or "" for x in got.samples) == ["4", "4.0", "5"]
     assert (got.vote.count, got.vote.of) == (2, 3) and got.vote.answer in ("4", "4.0")
@@ -374,14 +449,14 @@ def test_samples_on_a_server_are_concurrent_requests_and_vote(
     assert s.peak == 3  # the three were served at the same time
 
 
-def test_samples_on_a_server_obey_the_budget_each(replay: list[ReplayServer]) -> None:
+def test_samples_on_a_server_obey_the_budget_each(made: list[ReplayServer]) -> None:
     """Each concurrent request is steered on its own: cut at its budget, then continued."""
     from r1chat.many import ask_many
 
     endless = [chunk({"reasoning": f" step{i}"}) for i in range(300)]
     continued = [chunk({"content": "Four."}), chunk({}, "stop")]
     s = server(
-        replay,
+        made,
         [
             Reply(endless, gap_s=0.002),
             Reply(endless, gap_s=0.002),
@@ -398,8 +473,49 @@ def test_samples_on_a_server_obey_the_budget_each(replay: list[ReplayServer]) ->
         reasoning=ReasoningParams(budget=10, budget_message="Time is up."),
     )
     assert got.stats.together == "concurrent"
+    cut = 10 + NATIVE_BUDGET_SLACK  # the field is ignored here: r1chat's backstop cuts it
     for sample in got.samples:
         assert sample.thinking_ended == "budget" and sample.answer == "Four."
-        assert "Time is up." in sample.thinking and "step11" not in sample.thinking
+        assert "Time is up." in sample.thinking and f"step{cut + 1}" not in sample.thinking
     continuations = [body for body, _ in s.requests if body.get("continue_final_message")]
     assert len(continuations) == 2
+
+
+def with_logprobs(delta: dict[str, Any], tops: list[float]) -> Any:
+    c = chunk(delta)
+    c["choices"][0]["logprobs"] = {
+        "content": [
+            {
+                "token": "t",
+                "logprob": tops[0],
+                "top_logprobs": [{"token": str(i), "logprob": v} for i, v in enumerate(tops)],
+            }
+        ]
+    }
+    return c
+
+
+@pytest.mark.parametrize("kind", ["vLLM", "llama-server", "server"])
+def test_a_replys_confidence_comes_from_the_servers_logprobs(
+    made: list[ReplayServer], kind: str
+) -> None:
+    """DeepConf's trace confidence from `top_logprobs`, asked of servers known to take it."""
+    events = [
+        with_logprobs({"reasoning_content": "a"}, [-0.1, -2.0]),
+        with_logprobs({"reasoning_content": "b"}, [-0.5, -1.5]),
+        with_logprobs({"content": "4"}, [-0.2, -3.0]),
+        chunk({}, "stop"),
+    ]
+    models = [{"id": "r1", "max_model_len": 4096}] if kind == "vLLM" else [{"id": "r1"}]
+    s = server(made, [Reply(events)], models=models)
+    if kind == "llama-server":
+        s.extra["/props"] = {"default_generation_settings": {"n_ctx": 4096}}
+    result = turn(RemoteEngine(s.base))
+    asked = s.requests[0][0]
+    if kind == "server":  # others may refuse the fields: not asked (read if sent anyway)
+        assert "logprobs" not in asked
+    else:
+        assert asked["logprobs"] is True and asked["top_logprobs"] == 20
+    confs = [1.05, 1.0, 1.6]  # minus the mean of each token's top logprobs
+    assert result.stats.confidence_mean == pytest.approx(sum(confs) / 3)
+    assert result.stats.confidence == pytest.approx(sum(confs) / 3)  # shorter than a window

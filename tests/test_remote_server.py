@@ -206,3 +206,19 @@ def test_bench_measures_a_server(scripted_server: Server, r1home: Path) -> None:
     result = json.loads(out.stdout)
     assert result["model"] == "r1-scripted" and "127.0.0.1" in result["backend"]
     assert result["ttft_s"] > 0 and result["tokens"] >= 2
+
+
+@pytest.mark.parametrize("alias", ["models/plain.gguf", "Qwen/Qwen3-8B"])
+def test_a_model_not_named_like_r1_is_read_from_what_it_sends(
+    scripted_model: Path, tmp_path: Path, r1home: Path, alias: str
+) -> None:
+    """llama_cpp.server has no reasoning parser and serves the model under any name (by
+    default its file path): the thinking and the answer are read from the tags it sends, not
+    from the name. (The forced-open template, where the difference showed, is in the
+    llama-server tier: test_llama_server.py; the replayed cases in test_remote_reading.py.)"""
+    server = start_llama_cpp_server(scripted_model, tmp_path / "plain.log", alias=alias)
+    try:
+        reply = ask_json("--api-base", server.base, "What is 2+2?", home=r1home)
+    finally:
+        server.stop()
+    assert (reply["thinking"], reply["answer"]) == (SCRIPT_THINKING, SCRIPT_ANSWER)

@@ -23,7 +23,7 @@ def test_ask_samples_votes_and_keeps_every_sample(scripted_model: Path, r1home: 
     )  # fmt: skip
     assert out.returncode == 0, out.stderr.decode()
     data = json.loads(out.stdout)
-    assert data["vote"] == {"answer": "4", "count": 3, "of": 3}
+    assert data["vote"] == {"answer": "4", "count": 3, "of": 3, "timed_out": 0}
     assert data["answer"] == SCRIPT_ANSWER and len(data["samples"]) == 3
     assert all(s["boxed"] == "4" and s["finish_reason"] == "stop" for s in data["samples"])
     assert data["stats"]["prompt_evals"] == 1

@@ -375,5 +375,5 @@ def test_a_model_without_thinking_says_the_options_do_nothing(
         "Say hi",
     )
     assert proc.returncode == 0
-    notes = [ln for ln in proc.stderr.decode().splitlines() if "does not think" in ln]
-    assert len(notes) == 1 and "think-budget do nothing" in notes[0]
+    notes = [ln for ln in proc.stderr.decode().splitlines() if "not known to think" in ln]
+    assert len(notes) == 1 and "--think-budget does nothing" in notes[0]

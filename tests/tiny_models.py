@@ -10,6 +10,9 @@ models are 2 layers of width 64, so they load in well under a second and decode 
   script token's embedding is a one-hot direction, the layers add nothing to the residual stream,
   and the output matrix maps each script token to the next one with a large margin. The real
   sampler runs on real logits, so the exact text can be asserted through the whole stack.
+- `branching`: a scripted reply whose answer is random with known odds, and whose thinking is
+  sure of the likely answer and unsure of the others (see `branching_spec`), for statistical
+  tests of votes, confidence and early stopping.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ N_FF = 128
 N_HEAD = 4
 N_HEAD_KV = 2
 N_LAYER = 2
-BUILD_VERSION = 6
+BUILD_VERSION = 7
 
 # What the scripted model "thinks" and answers. The rare CJK character is split across several
 # byte tokens, which exercises UTF-8-safe streaming.
@@ -196,6 +199,172 @@ def loop_pairs(
     return pairs
 
 
+# The branching model. Its thinking opens with BRANCH_PREFIX, then draws one of BRANCH_WORDS
+# with BRANCH_ODDS at the default sampling (temperature 0.6, top-p 0.95, top-k 40): " four"
+# goes on with SURE_THINKING, each token the only candidate (logit PEAK_LOGIT, every other
+# token 0); " five" and " six" go on with UNSURE_STEPS, each step one of three equally likely
+# words (logit FLAT_LOGIT): flatter, so less confident. All three end with BRANCH_CLOSE, the
+# answer digit and BRANCH_END.
+BRANCH_ODDS = {"4": 0.6, "5": 0.3, "6": 0.1}
+BRANCH_WORDS = {"4": " four", "5": " five", "6": " six"}
+BRANCH_PREFIX = "Two plus two is"
+SURE_THINKING = ", surely"
+UNSURE_STEPS = (
+    (" maybe", " perhaps", " possibly"),
+    (" I", " we", " they"),
+    (" think", " guess", " believe"),
+    (" so", " too", " again"),
+    (" but", " yet", " still"),
+    (" not", " hardly", " barely"),
+    (" quite", " very", " fully"),
+    (" sure", " certain", " confident"),
+)
+BRANCH_CLOSE = ".\n</think>\n\n$\\boxed{"
+BRANCH_END = "}$"
+# Any question works, so long as it holds none of BRANCH_WORDS (they are what the answer recalls).
+BRANCH_QUESTION = "What is two plus two?"
+BRANCH_TEMPERATURE = 0.6
+PEAK_LOGIT = 20.0
+FLAT_LOGIT = 12.0
+# A one-hot residual comes out of RMS norm as sqrt(N_EMBD) on its dimension: the output weight
+# for a logit L is L / ONE_HOT.
+ONE_HOT = float(np.sqrt(N_EMBD))
+
+
+def branch_logits() -> dict[str, float]:
+    """The logits of BRANCH_WORDS as the model computes them: T * ln(p) + C, so that the sampler,
+    which divides by T, draws them with odds p; C is the offset whose rounding to float16 weights
+    moves the odds least (by under 0.001: see `branch_odds`). Every other token's logit is 0,
+    so at C >= 12 the top-k cut's other 37 candidates hold under 1e-4 of the mass before the
+    temperature (top-p 0.95 keeps all three words) and under 1e-7 after it."""
+    t = BRANCH_TEMPERATURE
+    want = np.array(list(BRANCH_ODDS.values()))
+    best: tuple[float, np.ndarray] = (np.inf, want)
+    for c in np.arange(12.0, PEAK_LOGIT, 1 / 1024):
+        logits = ((t * np.log(want) + c) / ONE_HOT).astype(np.float16).astype(np.float64) * ONE_HOT
+        err = float(np.abs(_softmax(logits / t) - want).max())
+        if err < best[0]:
+            best = (err, logits)
+    return dict(zip(BRANCH_ODDS, (float(x) for x in best[1]), strict=True))
+
+
+def branch_odds() -> dict[str, float]:
+    """The odds the model really draws BRANCH_WORDS with (BRANCH_ODDS, to float16's precision)."""
+    logits = np.array(list(branch_logits().values()))
+    return dict(
+        zip(BRANCH_ODDS, (float(x) for x in _softmax(logits / BRANCH_TEMPERATURE)), strict=True)
+    )
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def branching_spec(
+    tokenize: Callable[[str], list[int]], newline: int, eos: int
+) -> tuple[dict[int, dict[int, float]], dict[int, int], int]:
+    """The branching model's script: (each token's next tokens with their logits, each branch
+    word's answer digit, the `{` before the digit). The digit cannot follow from `{` alone (every
+    branch writes `{`): the model recalls which branch word it wrote (see build_branching)."""
+
+    def one(text: str) -> int:
+        ids = tokenize(text)
+        assert len(ids) == 1, f"{text!r} is {len(ids)} tokens"
+        return ids[0]
+
+    nexts: dict[int, dict[int, float]] = {}
+
+    def chain(ids: list[int], logit: float = PEAK_LOGIT) -> None:
+        for a, b in itertools.pairwise(ids):
+            assert a not in nexts, f"token {a} leads two ways"
+            nexts[a] = {b: logit}
+
+    prefix = [newline, *tokenize(BRANCH_PREFIX)]
+    chain(prefix)
+    logits = branch_logits()
+    words = {digit: one(word) for digit, word in BRANCH_WORDS.items()}
+    nexts[prefix[-1]] = {words[d]: logits[d] for d in BRANCH_ODDS}
+    close = tokenize(BRANCH_CLOSE)
+    reader = close[-1]
+    assert reader == one("{")
+    sure = tokenize(SURE_THINKING)
+    chain([words["4"], *sure, close[0]])
+    steps = [[one(w) for w in step] for step in UNSURE_STEPS]
+    for unsure in ("5", "6"):
+        nexts[words[unsure]] = dict.fromkeys(steps[0], FLAT_LOGIT)
+    for here, after in itertools.pairwise(steps):
+        for a in here:
+            nexts[a] = dict.fromkeys(after, FLAT_LOGIT)
+    for a in steps[-1]:
+        nexts[a] = {close[0]: PEAK_LOGIT}
+    chain(close)  # what follows its last token, `{`, is recalled, not looked up
+    end = tokenize(BRANCH_END)
+    digits = {words[d]: one(d) for d in BRANCH_ODDS}
+    for digit in digits.values():
+        nexts[digit] = {end[0]: PEAK_LOGIT}
+    chain([*end, eos])
+    return nexts, digits, reader
+
+
+def build_branching(
+    path: Path,
+    meta: dict,
+    nexts: dict[int, dict[int, float]],
+    digits: dict[int, int],
+    reader: int,
+    bos: int,
+    seed: int = 3,
+) -> None:
+    """A bigram model (`nexts`: token -> {next token: logit}) with a memory of one token: at
+    `reader` it writes `digits[w]` for the word w of `digits` written earlier in the reply.
+
+    One attention head of the first layer carries it. Each written word's key and the reader's
+    query lie on the slowest-turning RoPE pair (dims 7 and 15 of a 16-wide head: it turns
+    3e-4 radians a position, so the match holds over the whole reply); its value goes to a
+    residual dimension of its own, which the output maps to its digit. Every other scripted
+    token queries the BOS token (the next-slowest pair) and reads its zero value: nothing leaks
+    into its logits. Tokens outside the script (the question) have a zero embedding.
+    """
+    memory = list(digits)
+    order = dict.fromkeys([bos, reader, *memory, *nexts, *digits.values()])
+    dims = {t: i for i, t in enumerate(order)}
+    slots = {w: len(dims) + i for i, w in enumerate(memory)}  # the recalled word's dimension
+    if len(dims) + len(slots) > N_EMBD:
+        raise ValueError(f"{len(dims) + len(slots)} dimensions needed, the model has {N_EMBD}")
+    rng = np.random.default_rng(seed)
+    n_vocab = len(meta["tokenizer.ggml.tokens"])
+    t = _random_tensors(rng, n_vocab)
+    for i in range(N_LAYER):
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_down"):
+            t[f"blk.{i}.{name}.weight"][:] = 0
+    emb = np.zeros((n_vocab, N_EMBD), np.float16)
+    for tok, d in dims.items():
+        emb[tok, d] = 1.0
+    t["token_embd.weight"] = emb
+    out = np.zeros((n_vocab, N_EMBD), np.float16)
+    for a, after in nexts.items():
+        for b, logit in after.items():
+            out[b, dims[a]] = logit / ONE_HOT
+    # Scores of about 30 (q.k / sqrt(16)): the matched key takes all the attention.
+    key = 11.0 / ONE_HOT
+    recall, sink = 7, 6
+    q, k, v, o = (t[f"blk.0.{n}.weight"] for n in ("attn_q", "attn_k", "attn_v", "attn_output"))
+    k[sink, dims[bos]] = key
+    for tok in [*nexts, *digits.values()]:
+        q[sink, dims[tok]] = key
+    q[recall, dims[reader]] = key
+    for j, word in enumerate(memory):
+        k[recall, dims[word]] = key
+        v[j, dims[word]] = 1.0 / ONE_HOT  # value 1 in head dimension j
+        o[slots[word], j] = 1.0
+        # The reader's residual is its one-hot plus the recalled 1: RMS norm makes each of the
+        # two sqrt(N_EMBD / 2).
+        out[digits[word], slots[word]] = PEAK_LOGIT / np.sqrt(N_EMBD / 2)
+    t["output.weight"] = out
+    _write(path, meta, t, "tiny-r1-branching")
+
+
 def load_meta() -> dict:
     return read_header(header_part(), keep_arrays=True, check_size=False).metadata
 
@@ -226,7 +395,8 @@ def _build_models_now() -> dict[str, Path]:
     noise = MODELS / "tiny-r1-noise.gguf"
     scripted = MODELS / "tiny-r1-scripted.gguf"
     looping = MODELS / "tiny-r1-loop.gguf"
-    built = {"noise": noise, "scripted": scripted, "loop": looping}
+    branching = MODELS / "tiny-r1-branching.gguf"
+    built = {"noise": noise, "scripted": scripted, "loop": looping, "branching": branching}
     if stamp.exists() and all(p.exists() for p in built.values()):
         return built
     meta = load_meta()
@@ -247,7 +417,10 @@ def _build_models_now() -> dict[str, Path]:
         eng.tokenize(LOOP_ANSWER),
         eng.eos_id,
     )
+    spec = branching_spec(eng.tokenize, newline[0], eng.eos_id)
+    bos = eng.bos_id
     eng.close()
+    build_branching(branching, meta, *spec, bos=bos)
     build_scripted(scripted, meta, script, opening=opening)
     pairs += list(itertools.pairwise(opening))
     build_bigrams(looping, meta, pairs, "tiny-r1-loop")

@@ -10,6 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from r1chat.attachments import Attachment, read_attachment, with_attachments
+from r1chat.commands.ask_many import (
+    KeepOpt,
+    StopEarly,
+    StopEarlyOpt,
+    VoteOpt,
+    VoteWith,
+    early_rule,
+    vote_rule,
+)
 from r1chat.commands.errors import user_errors
 from r1chat.commands.options import (
     ID_RANGE,
@@ -26,6 +35,7 @@ from r1chat.commands.options import (
     TopPOpt,
 )
 from r1chat.commands.spinner import load_with_spinner
+from r1chat.confidence import KEEP
 from r1chat.errors import R1ChatError
 from r1chat.interrupts import Interrupts, handled
 
@@ -81,6 +91,9 @@ def ask(
         ),
     ] = None,
     samples: SamplesOpt = None,
+    stop_early: StopEarlyOpt = StopEarly.overtaken,
+    vote: VoteOpt = VoteWith.majority,
+    keep: KeepOpt = KEEP,
     retry: Annotated[
         bool,
         typer.Option(
@@ -156,6 +169,9 @@ def ask(
                     chat=chat,
                     stop=stop,
                     attachments=records,
+                    stop_early=early_rule(stop_early),
+                    vote_by=vote_rule(vote),
+                    keep=keep,
                 )
             else:
                 code = run_ask(
@@ -280,7 +296,15 @@ def run_ask(
     from r1chat.endings import NO_ANSWER
     from r1chat.reasoning import ThinkingControl
     from r1chat.render import JsonRenderer, make_renderer, stats_line
-    from r1chat.turn import ContextTrimmed, Delta, LoopNoticed, ThinkingEnded, TurnDone
+    from r1chat.turn import (
+        ContextTrimmed,
+        Delta,
+        Held,
+        HeldDecided,
+        LoopNoticed,
+        ThinkingEnded,
+        TurnDone,
+    )
 
     chat = chat or Conversation()
     stop = stop or Interrupts()
@@ -292,8 +316,11 @@ def run_ask(
     result = None
     steered = [k for k in ("think_budget", "think_min") if settings.source(k) != "default"]
     if steered and not engine.info.thinks:
-        names = " and ".join(k.replace("_", "-") for k in steered)
-        sys.stderr.write(f"r1chat: note: {engine.info.name} does not think: {names} do nothing\n")
+        names = " and ".join("--" + k.replace("_", "-") for k in steered)
+        verb = "do" if len(steered) > 1 else "does"
+        sys.stderr.write(
+            f"r1chat: note: {engine.info.name} is not known to think: {names} {verb} nothing\n"
+        )
     control = ThinkingControl(settings.reasoning_params())
     with stop.deferred() as cancel:
         events = chat.ask(
@@ -303,6 +330,10 @@ def run_ask(
             for ev in events:
                 if isinstance(ev, Delta):
                     (renderer.think if ev.kind == "think" else renderer.answer)(ev.text)
+                elif isinstance(ev, Held):
+                    renderer.held(ev.chars)
+                elif isinstance(ev, HeldDecided):
+                    renderer.decided()
                 elif isinstance(ev, TurnDone):
                     result = ev.result
                 elif isinstance(ev, ThinkingEnded):
@@ -327,6 +358,10 @@ def run_ask(
             raise R1ChatError(f"cannot write the answer: {e.strerror or e}") from None
     if print_stats:
         sys.stderr.write(stats_line(result) + "\n")
+    if result.stats.undecided:
+        from r1chat.endings import UNDECIDED_NOTE
+
+        sys.stderr.write(f"r1chat: note: {UNDECIDED_NOTE}\n")
     why = result.no_answer(settings.max_tokens)
     if why is not None:
         sys.stderr.write(f"r1chat: {why}\n")

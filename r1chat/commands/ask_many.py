@@ -2,15 +2,24 @@
 and the answer text of one sample that reached the majority.
 
 On a terminal each sample has a live line (its thinking tokens, then its answer); piped, stdout
-gets the chosen answer alone; `--json` gives every sample and the vote.
+gets the chosen answer alone; `--json` gives every sample, both votes and the early stop.
+
+Early stopping is on ("overtaken") by default here: it stops the samples still running only once
+no answer of theirs could change the majority (r1chat.many.SampleRun), so the answer is the one
+all k would have given, for fewer tokens. `eval` leaves it off by default: pass@1 wants every
+sample to its end. The answer of record is the majority's unless `--vote confidence`.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
+import typer
+
+from r1chat.confidence import KEEP
 from r1chat.sanitize import safe_json, sanitize
 
 if TYPE_CHECKING:
@@ -18,9 +27,64 @@ if TYPE_CHECKING:
     from r1chat.conversation import Conversation
     from r1chat.engines.base import Engine
     from r1chat.interrupts import Interrupts
-    from r1chat.many import SampleProgress, Samples
+    from r1chat.many import EarlyRule, SampleProgress, SampleRun, Samples, VoteBy
 
 REFRESH_S = 1 / 8
+
+
+class StopEarly(StrEnum):
+    """--stop-early (r1chat.many.EarlyRule)."""
+
+    off = "off"
+    overtaken = "overtaken"
+    beta = "beta"
+
+
+class VoteWith(StrEnum):
+    """--vote (r1chat.many.VoteBy)."""
+
+    majority = "majority"
+    confidence = "confidence"
+
+
+def early_rule(choice: StopEarly) -> EarlyRule:
+    """The rule r1chat.many knows by the same word (tests/test_early_stop.py holds them so);
+    the command line gets its choices from an enum, kept apart so that it loads nothing else."""
+    return cast("EarlyRule", choice.value)
+
+
+def vote_rule(choice: VoteWith) -> VoteBy:
+    return cast("VoteBy", choice.value)
+
+
+# The options of the samples, for `ask` and `eval` (each gives its own default).
+StopEarlyOpt = Annotated[
+    StopEarly,
+    typer.Option(
+        "--stop-early",
+        help="Stop the samples still running once the leading answer cannot be overtaken"
+        " (overtaken: the majority stays what all k would give), or also once it is the more"
+        " likely answer with P >= 0.95 (beta, Adaptive-Consistency); off runs every one",
+    ),
+]
+VoteOpt = Annotated[
+    VoteWith,
+    typer.Option(
+        "--vote",
+        help="The answer of record: the majority, or the confidence-weighted vote (DeepConf;"
+        " the majority where the engine measures no confidence); both are reported",
+    ),
+]
+KeepOpt = Annotated[
+    float,
+    typer.Option(
+        "--keep",
+        min=0.01,
+        max=1.0,
+        help="The share of samples, most confident first, that the confidence vote counts"
+        " (DeepConf: 0.9 keeps nearly all; 0.1 only the surest, with many samples)",
+    ),
+]
 
 
 class LiveLines:
@@ -67,15 +131,22 @@ def run_samples(
     chat: Conversation,
     stop: Interrupts,
     attachments: list[dict[str, Any]] | None = None,
+    stop_early: EarlyRule = "overtaken",
+    vote_by: VoteBy = "majority",
+    keep: float = KEEP,
 ) -> int:
-    """k replies through `Conversation.ask_samples` (which saves them), then the vote."""
+    """k replies through `Conversation.ask_samples` (which saves them), then the votes."""
     from r1chat.endings import NO_ANSWER
-    from r1chat.many import SampleEvent, SamplesDone, progress
+    from r1chat.many import SampleEvent, SampleFailed, SampleRetrying, SamplesDone, progress
     from r1chat.turn import ContextTrimmed, LoopNoticed
 
     live = LiveLines(k) if not json_out and sys.stdout.isatty() and sys.stderr.isatty() else None
     result: Samples | None = None
     loops: set[int] = set()
+
+    def choose(run: SampleRun) -> None:
+        run.early, run.vote_by, run.keep = stop_early, vote_by, keep
+
     with stop.deferred() as cancel:
         try:
             for ev in chat.ask_samples(
@@ -87,12 +158,17 @@ def run_samples(
                 reasoning=settings.reasoning_params(),
                 attachments=attachments,
                 ctx_tokens=settings.ctx,
+                run=choose,
             ):
                 if isinstance(ev, SampleEvent):
                     if live is not None:
                         progress(ev, live.progress)
                     if isinstance(ev.event, LoopNoticed):
                         loops.add(ev.index + 1)
+                elif isinstance(ev, SampleFailed) and live is not None:
+                    live.meter.failed[ev.index] = ev.message
+                elif isinstance(ev, SampleRetrying) and live is not None:
+                    live.meter.retrying(ev.index, ev.why)
                 elif isinstance(ev, SamplesDone):
                     result = ev.samples
                 elif isinstance(ev, ContextTrimmed):
@@ -143,6 +219,9 @@ def stats_line(result: Samples) -> str:
     ended = [x.thinking_ended for x in result.samples if x.thinking_ended not in (None, "model")]
     if ended:
         parts.append("thinking ended by " + ", ".join(str(e) for e in ended))
+    early = result.early_stop
+    if early is not None:
+        parts.append(f"{early.stopped} stopped early, about {early.tokens_saved} tok saved")
     return " · ".join(parts)
 
 
@@ -157,7 +236,7 @@ def as_json(result: Samples) -> dict[str, Any]:
         "question": result.question,
         "model": result.model,
         "samples": [s.to_dict() for s in result.samples],
-        "vote": {"answer": result.vote.answer, "count": result.vote.count, "of": result.vote.of},
+        **result.votes_json(),
         "failed": [{"index": i, "error": why} for i, why in result.errors],
         "chosen": chosen.index,
         "answer": chosen.answer,
@@ -169,16 +248,23 @@ def as_json(result: Samples) -> dict[str, Any]:
 def show(result: Samples, *, math: bool) -> None:
     from rich.console import Console
 
-    from r1chat.endings import thinking_note
+    from r1chat.endings import STOPPED_EARLY, thinking_note
     from r1chat.markdown import markdown_segments
 
     console = Console(highlight=False)
     for s in result.samples:
-        got = sanitize(s.boxed) if s.boxed is not None else f"no answer ({s.finish_reason})"
-        how = thinking_note(s.thinking_ended)
+        if s.finish_reason == STOPPED_EARLY:
+            got = STOPPED_EARLY  # what it had boxed so far is no vote
+        elif s.boxed is not None:
+            got = sanitize(s.boxed)
+        else:
+            got = f"no answer ({s.finish_reason})"
+        notes = [n for n in (thinking_note(s.thinking_ended),) if n]
+        if s.stats.confidence is not None:
+            notes.append(f"confidence {s.stats.confidence:.2f}")
         console.print(
             f"  sample {s.index + 1:>2}  {s.thinking_tokens:>6,} thinking tokens  {got}"
-            + (f"  ({how})" if how else ""),
+            + (f"  ({'; '.join(notes)})" if notes else ""),
             markup=False,
         )
     console.print()

@@ -70,8 +70,12 @@ def _table(result: dict[str, Any]) -> None:
     table.add_column(Text("what"))
     table.add_column(Text("value"), justify="right")
     for key, label in ROWS:
+        value = _fmt(key, result.get(key))
+        if key == "tokens" and "tokens_asked" in result:
+            # A server may stop short of what was asked: both numbers, so a short run shows.
+            value = f"asked {result['tokens_asked']:,}, got {result['tokens_got']:,}"
         # Plain Text cells: the model name comes from the GGUF file and is not markup.
-        table.add_row(Text(label), Text(_fmt(key, result.get(key))))
+        table.add_row(Text(label), Text(value))
     Console().print(table)
 
 
@@ -124,6 +128,12 @@ def bench(
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
         _table(result)
+    from r1chat.bench import shortfall
+
+    short = shortfall(result)
+    if short:
+        # On stderr, with --json too: the figures stand, but not over the tokens asked.
+        sys.stderr.write(f"r1chat: warning: {short}\n")
 
 
 def _run_remote(

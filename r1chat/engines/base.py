@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from r1chat.reasoning import ThinkingControl
     from r1chat.sampling import SamplingParams
 
-FinishReason = Literal["stop", "length", "cancelled"]
+# "stopped early": a sample of several stopped once the others had settled the vote
+# (r1chat.many), not by the user.
+FinishReason = Literal["stop", "length", "cancelled", "stopped early"]
 # How k samples were decoded: in one batch, as concurrent requests, or one after another.
 Together = Literal["batched", "concurrent", "one at a time"]
 
@@ -44,6 +46,18 @@ class Stats:
     total_s: float = 0.0
     seed: int = 0
     finish_reason: FinishReason = "stop"
+    # Who ended the thinking when it was steered: "server" (its own budget or control
+    # endpoint) or "r1chat" (cut and continued); empty when nothing was steered.
+    steered_by: str = ""
+    # How sure the model was while writing (r1chat.confidence, DeepConf's measures): the lowest
+    # sliding-window mean of the token confidences, their mean, the mean of the last window.
+    # None where the engine measures none (a server without log-probabilities).
+    confidence: float | None = None
+    confidence_mean: float | None = None
+    confidence_tail: float | None = None
+    # A server's reply cut short (the token limit, a stop) before a `</think>` showed whether
+    # its text was thinking: read as the answer, and said so.
+    undecided: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +84,20 @@ class Token:
     id: int
     text: str
     forced: bool = False
+    # Not known yet to be thinking or answer: a server's text with no `<think>` before it,
+    # which a later `</think>` makes thinking (a template that opens the thinking in the prompt)
+    # and the end of the stream makes the answer. A `Decided` says which, before any other text.
+    held: bool = False
+    # The model's confidence at the position it sampled this token in (r1chat.confidence); None
+    # for what r1chat wrote and where the engine measures none.
+    conf: float | None = None
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What the held tokens so far were: thinking (a `</think>` came), or the answer."""
+
+    thinking: bool
 
 
 @dataclass(frozen=True)
@@ -77,7 +105,7 @@ class Done:
     stats: Stats
 
 
-Event = Started | Token | Done
+Event = Started | Token | Decided | Done
 
 
 @dataclass
@@ -110,8 +138,17 @@ class Failed:
     message: str
 
 
+@dataclass(frozen=True)
+class Retrying:
+    """Sample `index` runs again from the start, with its seed (`why`: what came of it, in a few
+    words): what came of it so far is dropped, and its events start again. The caller may give
+    it a fresh ThinkingControl in `controls[index]` now: the retry reads it when it begins."""
+
+    why: str
+
+
 # (sample index, event); the closing BatchDone comes with index -1.
-ManyEvent = tuple[int, Event | BatchDone | Failed]
+ManyEvent = tuple[int, Event | BatchDone | Failed | Retrying]
 
 
 @dataclass(frozen=True)
@@ -226,12 +263,15 @@ def concurrently(
     k: int,
     cancel: threading.Event | None = None,
     controls: Sequence[ThinkingControl | None] | None = None,
+    *,
+    at_once: int | None = None,
 ) -> Iterator[ManyEvent]:
-    """k samples as k concurrent `engine.stream` calls (a server batches them itself), in the
-    shape of `DecodesTogether.stream_many`. Events come in the order they arrive. A sample that
-    fails (an R1ChatError) leaves the others running and comes as a `Failed` event (the caller
-    decides what a run where every sample failed means); any other exception is raised once
-    the others have ended."""
+    """k samples as concurrent `engine.stream` calls (a server batches them itself), at most
+    `at_once` running at a time (None: all k; 1: one after another), in the shape of
+    `DecodesTogether.stream_many`. Events come in the order they arrive; a sample not begun when
+    `cancel` is set is not run. A sample that fails (an R1ChatError) leaves the others running
+    and comes as a `Failed` event (the caller decides what a run where every sample failed
+    means); any other exception is raised once the running ones have ended."""
     import queue
     import time
 
@@ -239,6 +279,9 @@ def concurrently(
     stop = threading.Event()  # the caller's cancel, or the caller gone
     events: queue.Queue[tuple[int, Event | BaseException | None]] = queue.Queue()
     seeds = seeds_for(params, k)
+    width = k if at_once is None else max(1, min(at_once, k))
+    waiting = list(range(k))
+    threads: list[threading.Thread] = []
 
     def one(i: int) -> None:
         control = controls[i] if controls is not None else None
@@ -250,13 +293,18 @@ def concurrently(
         finally:
             events.put((i, None))
 
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(k)]
-    for t in threads:
+    def begin() -> None:
+        t = threading.Thread(target=one, args=(waiting.pop(0),), daemon=True)
+        threads.append(t)
         t.start()
-    stats = BatchStats(k=k, together="concurrent", prompt_evals=k)
+
+    while waiting and len(threads) < width:
+        begin()
+    together: Together = "concurrent" if width > 1 else "one at a time"
+    stats = BatchStats(k=k, together=together)
     first = 0.0
     error: BaseException | None = None
-    running = k
+    running = len(threads)
     try:
         while running:
             if cancel is not None and cancel.is_set():
@@ -267,6 +315,9 @@ def concurrently(
                 continue
             if item is None:
                 running -= 1
+                if waiting and not stop.is_set():
+                    begin()
+                    running += 1
             elif isinstance(item, R1ChatError):
                 # Kept apart: the other samples go on, and this one's text stays.
                 yield i, Failed(str(item))
@@ -286,6 +337,7 @@ def concurrently(
             t.join(timeout=5.0)
     if error is not None:
         raise error
+    stats.prompt_evals = len(threads)
     stats.total_s = time.perf_counter() - t0
     stats.ttft_s = (first or time.perf_counter()) - t0
     if stats.total_s > stats.ttft_s:

@@ -15,6 +15,9 @@ own: one may reach its budget while another closes its thinking early.
 
 The batch runs in a context of its own, made from the engine's loaded model and freed at the end:
 the engine's context and its KV cache (the chat's prefix reuse) are left as they were.
+
+A sample's Done comes as soon as it ends, not with the others at the end: a vote can count it
+while the rest run, and stop them (by `cancel`) once they cannot change the outcome.
 """
 
 from __future__ import annotations
@@ -34,6 +37,22 @@ from r1chat.reasoning import ThinkingControl
 from r1chat.sampling import MAX_SAMPLES, SamplingParams
 
 
+class Measured(Protocol):
+    """The confidence a sampler's stage read for the token it drew last (None: not known)."""
+
+    @property
+    def value(self) -> float | None: ...
+
+
+class Sampler(Protocol):
+    """A native sampler chain and its confidence stage (r1chat.engines.llama.NativeSampler)."""
+
+    @property
+    def chain(self) -> Any: ...
+    @property
+    def stage(self) -> Measured | None: ...
+
+
 class BatchModel(Protocol):
     """What the batch needs of a loaded model (r1chat.engines.llama.LlamaEngine)."""
 
@@ -45,8 +64,8 @@ class BatchModel(Protocol):
     ) -> tuple[list[int], ThinkingControl | None]: ...
     def new_context(self, n_ctx: int, n_seq_max: int, n_batch: int) -> Any: ...
     def free_context(self, ctx: Any) -> None: ...
-    def make_sampler(self, params: SamplingParams, seed: int) -> Any: ...
-    def free_sampler(self, sampler: Any) -> None: ...
+    def make_sampler(self, params: SamplingParams, seed: int) -> Sampler: ...
+    def free_sampler(self, sampler: Sampler) -> None: ...
     def step_for(
         self, params: SamplingParams, limit: int, control: ThinkingControl | None
     ) -> TokenStep: ...
@@ -62,16 +81,19 @@ CTX_ROUND = 256
 class _Seq:
     """One sequence's decoding state; plain slots, touched once per token."""
 
-    __slots__ = ("id", "pos", "row", "sampler", "seed", "stats", "step")
+    __slots__ = ("chain", "done", "id", "pos", "row", "sampler", "seed", "stage", "stats", "step")
 
-    def __init__(self, seq_id: int, seed: int, sampler: Any, step: TokenStep, pos: int) -> None:
+    def __init__(self, seq_id: int, seed: int, sampler: Sampler, step: TokenStep, pos: int) -> None:
         self.id = seq_id
         self.seed = seed
         self.sampler = sampler
+        self.chain = sampler.chain
+        self.stage = sampler.stage
         self.step = step
         self.pos = pos  # where its next token goes
         self.row = -1  # the batch row holding its logits
         self.stats = Stats(seed=seed)
+        self.done = False  # its Done was yielded
 
 
 def _round_up(n: int, to: int) -> int:
@@ -234,13 +256,11 @@ def stream_batch(
                 s.row = last
                 if s.id:
                     ll.llama_memory_seq_cp(mem, 0, s.id, -1, -1)
-            t_first = yield from _decode_all(ctx, mem, batch, seqs, cancel)
+            t_first = yield from _decode_all(ctx, mem, batch, seqs, cancel, t0)
         t_end = time.perf_counter()
         for s in seqs:
-            tail = s.step.close()
-            if tail is not None:
-                yield s.id, tail
-            yield s.id, Done(_finished(s, t0, t_first, t_end))
+            if not s.done:
+                yield from _ended(s, t0, t_first, t_end)
     finally:
         for s in seqs:
             engine.free_sampler(s.sampler)
@@ -256,8 +276,18 @@ def stream_batch(
     yield -1, BatchDone(stats)
 
 
+def _ended(s: _Seq, t0: float, t_first: float, t_end: float) -> Iterator[ManyEvent]:
+    """What is left of sequence `s` once it ended: a split character's tail, then its Done."""
+    s.done = True
+    tail = s.step.close()
+    if tail is not None:
+        yield s.id, tail
+    yield s.id, Done(_finished(s, t0, t_first, t_end))
+
+
 def _finished(s: _Seq, t0: float, t_first: float, t_end: float) -> Stats:
     stats = s.stats
+    s.step.note_confidence(stats)
     n = s.step.n
     stats.completion_tokens = n
     stats.evaluated_tokens = stats.prompt_tokens if t_first else 0
@@ -317,9 +347,10 @@ def _decode_all(
     batch: Any,
     seqs: list[_Seq],
     cancel: threading.Event | None,
+    t0: float,
 ) -> Generator[ManyEvent, None, float]:
-    """Decode every sequence to its end, yielding what each shows; returns the time the first
-    token was sampled."""
+    """Decode every sequence to its end, yielding what each shows and each one's Done as it
+    ends; returns the time the first token was sampled."""
     ll = init_backend()
     sample = ll.llama_sampler_sample
     decode = ll.llama_decode
@@ -333,29 +364,33 @@ def _decode_all(
     live = list(seqs)
     t_first = 0.0
     while live:
-        ended = False
+        ended = []
         for s in live:
             step = s.step
-            for shown in step.take(sample(s.sampler, ctx, s.row)):
+            tok = sample(s.chain, ctx, s.row)
+            stage = s.stage
+            for shown in step.take(tok, stage.value if stage is not None else None):
                 yield s.id, shown
             if step.finish is not None:
-                ended = True
+                ended.append(s)
         if not t_first:
             t_first = time.perf_counter()
-        if cancel is not None and cancel.is_set():
-            for s in live:
-                if s.step.finish is None:
-                    s.step.finish = "cancelled"
-            break
         if ended:
             # A finished sequence leaves the batch and frees its own cells (the prompt's stay
-            # for the others).
-            for s in live:
-                if s.step.finish is not None:
-                    ll.llama_memory_seq_rm(mem, s.id, -1, -1)
+            # for the others); its Done goes out now, so the caller may stop the rest.
+            t_end = time.perf_counter()
+            for s in ended:
+                ll.llama_memory_seq_rm(mem, s.id, -1, -1)
             live = [s for s in live if s.step.finish is None]
+            for s in ended:
+                yield from _ended(s, t0, t_first, t_end)
             if not live:
                 break
+        # Checked after the Dones: a caller that stops on one stops the rest before another step.
+        if cancel is not None and cancel.is_set():
+            for s in live:
+                s.step.finish = "cancelled"
+            break
         # The step's batch: each sequence's fed tokens at its own positions, logits on its last.
         j = 0
         for s in live:

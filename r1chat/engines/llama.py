@@ -5,6 +5,10 @@ chain) with incremental detokenization, so the work per token stays flat over re
 of tokens; llama-cpp-python's `create_completion` re-detokenizes the whole reply on every token.
 What each sampled token means (its text, the end of the reply, the thinking control) is decided
 by the per-token step (r1chat.engines.step), which the batched decoder runs for each sample too.
+
+Each sampled token's confidence (DeepConf's, r1chat.confidence) comes from a stage in the sampler
+chain right after the top-k cut, which reads the 40 candidates llama.cpp already holds there and
+changes nothing: no copy of the 152k logits, no second softmax over them.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import os
 import random
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from r1chat.confidence import ConfidenceOptions, TraceConfidence, token_confidence
 from r1chat.engines.base import (
     Done,
     Event,
@@ -30,7 +36,7 @@ from r1chat.engines.base import (
     Stats,
     check_fits,
 )
-from r1chat.engines.batch import stream_batch
+from r1chat.engines.batch import Sampler, stream_batch
 from r1chat.engines.llama_backend import backend_name, init_backend, last_log_error
 from r1chat.engines.step import TokenStep, Vocabulary
 from r1chat.errors import R1ChatError
@@ -68,6 +74,61 @@ def _kv_type(llama_cpp: Any, name: str) -> int:
     except KeyError:
         choices = ", ".join(types)
         raise R1ChatError(f"unknown KV cache type {name!r} (choose from {choices})", 2) from None
+
+
+# A stage reads at most this many candidates (a top-k above it is rare): the confidence takes its
+# normaliser from them, and its cost is Python's, a few microseconds per 40.
+MAX_CANDIDATES = 256
+# llama_token_data: int32 id, float logit, float p.
+_CANDIDATE_BYTES = 12
+
+
+class ConfidenceStage:
+    """A stage of a native sampler chain that changes nothing: it reads the candidates the top-k
+    cut before it left (sorted, largest logit first) and keeps their token confidence in
+    `value` for the token the chain is about to draw.
+
+    The candidates' bytes are read in one copy (480 bytes for 40) and their logits taken as a
+    float array's every third item; per token this costs about 10 us against the chain's
+    ~225 us at a 152k vocabulary (benchmarks/confidence_cost.py). A Python callback, so
+    `sampler` must not outlive this object: the NativeSampler holding both sees to that.
+    """
+
+    def __init__(self, ll: Any, top: int) -> None:
+        self.value: float | None = None
+        string_at = ctypes.string_at
+
+        def apply(_smpl: Any, cur_p: Any) -> None:
+            # An exception here would be printed and lost inside llama.cpp's call: no value.
+            try:
+                cands = cur_p.contents
+                n = cands.size
+                if n > MAX_CANDIDATES and not cands.sorted:
+                    self.value = None  # no top-k cut before it: the whole vocabulary
+                    return
+                n = min(n, MAX_CANDIDATES)
+                raw = array("f")
+                raw.frombytes(string_at(cands.data, _CANDIDATE_BYTES * n))
+                self.value = token_confidence(raw[1::3], top, descending=bool(cands.sorted))
+            except Exception:
+                self.value = None
+
+        # Kept on self: llama.cpp holds only pointers to the callback and the interface.
+        self._apply = ll.llama_sampler_i_apply(apply)
+        self._iface = ll.llama_sampler_i()
+        self._iface.apply = self._apply
+        # Made by llama.cpp (`new`), so the chain may free it like its own stages.
+        self.sampler = ll.llama_sampler_init(ctypes.byref(self._iface), None)
+
+
+class NativeSampler:
+    """A native sampler chain and the confidence stage in it (None: not measured)."""
+
+    __slots__ = ("chain", "stage")
+
+    def __init__(self, chain: Any, stage: ConfidenceStage | None) -> None:
+        self.chain = chain
+        self.stage = stage
 
 
 class LlamaEngine:
@@ -191,6 +252,8 @@ class LlamaEngine:
         self.vocabulary = Vocabulary(
             self._pieces, self._eog, self._piece, self._is_eog, self.tokenize
         )
+        # What each reply's sampler measures of the model's confidence; None: nothing.
+        self.confidence: ConfidenceOptions | None = ConfidenceOptions()
 
     # --- tokens ---
 
@@ -289,35 +352,46 @@ class LlamaEngine:
     def free_context(self, ctx: Any) -> None:
         self._ll.llama_free(ctx)
 
-    def make_sampler(self, params: SamplingParams, seed: int) -> Any:
+    def make_sampler(self, params: SamplingParams, seed: int) -> NativeSampler:
         """A native sampler chain: top-k, top-p, temperature, then a seeded draw (greedy at
-        temperature 0). The caller frees it with `free_sampler`."""
+        temperature 0), with the confidence stage right after the top-k cut. The caller frees
+        it with `free_sampler`.
+
+        Without a top-k cut the stage would read the whole vocabulary: then nothing is measured.
+        Greedy decoding gets the cut too when it measures: the largest logit survives it, so the
+        pick is the same (unless two logits are exactly equal)."""
         ll = self._ll
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        stage = None
+        if params.top_k > 0 and (params.temperature > 0 or self.confidence is not None):
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(params.top_k))
+            if self.confidence is not None:
+                stage = ConfidenceStage(ll, self.confidence.top)
+                ll.llama_sampler_chain_add(chain, stage.sampler)
         if params.temperature <= 0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
-            return chain
-        if params.top_k > 0:
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(params.top_k))
+            return NativeSampler(chain, stage)
         if 0 < params.top_p < 1:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(params.top_p, 1))
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(params.temperature))
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed))
-        return chain
+        return NativeSampler(chain, stage)
 
-    def free_sampler(self, sampler: Any) -> None:
-        self._ll.llama_sampler_free(sampler)
+    def free_sampler(self, sampler: Sampler) -> None:
+        self._ll.llama_sampler_free(sampler.chain)
 
     def step_for(
         self, params: SamplingParams, limit: int, control: ThinkingControl | None
     ) -> TokenStep:
         """The per-token step of one sequence of a reply (`control`: None when not thinking)."""
+        conf = self.confidence
         return TokenStep(
             self.vocabulary,
             limit,
             ignore_eos=params.ignore_eos,
             control=control,
             end_id=self.info.think_end_token,
+            trace=TraceConfidence(conf.window) if conf is not None else None,
         )
 
     def steered(
@@ -424,6 +498,7 @@ class LlamaEngine:
             stats.prefill_tok_s = stats.evaluated_tokens / max(t_prefill - t0, 1e-9)
 
         sampler = self.make_sampler(params, seed)
+        chain, stage = sampler.chain, sampler.stage
         sample = ll.llama_sampler_sample
         decode = ll.llama_decode
         ctx = self._ctx
@@ -438,10 +513,10 @@ class LlamaEngine:
         t_first = 0.0
         try:
             while True:
-                tok = sample(sampler, ctx, -1)
+                tok = sample(chain, ctx, -1)
                 if not t_first:
                     t_first = time.perf_counter()
-                yield from take(tok)
+                yield from take(tok, stage.value if stage is not None else None)
                 if step.finish is not None:
                     finish = step.finish
                     break
@@ -460,9 +535,10 @@ class LlamaEngine:
             if tail is not None:
                 yield tail
         finally:
-            ll.llama_sampler_free(sampler)
+            self.free_sampler(sampler)
         t_end = time.perf_counter()
         n = step.n
+        step.note_confidence(stats)
         stats.completion_tokens = n
         stats.finish_reason = finish
         stats.ttft_s = (t_first or t_end) - t0

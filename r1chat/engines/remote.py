@@ -27,8 +27,11 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from r1chat.engines import wire
+from r1chat.confidence import TOP as CONFIDENCE_TOP
+from r1chat.confidence import TraceConfidence
+from r1chat.engines import server_samples, wire
 from r1chat.engines.base import (
+    Decided,
     Done,
     Event,
     FinishReason,
@@ -37,7 +40,6 @@ from r1chat.engines.base import (
     Started,
     Stats,
     Token,
-    concurrently,
 )
 from r1chat.errors import R1ChatError
 from r1chat.prompts import ChatMessage
@@ -60,9 +62,22 @@ POLL_S = 0.05
 
 @dataclass(frozen=True)
 class ServerKind:
-    name: str  # "llama-server", "vLLM", "Ollama" or "server"
+    """What kind of server this is and what it can do, as far as it says."""
+
+    name: str  # "llama-server", "vLLM", "Ollama", "llama_cpp.server" or "server"
     continues: bool  # continues a final assistant message (how steering works mid-reply)
     n_ctx: int  # 0: the server does not say
+    # Requests it serves together: llama-server's slots; 1 for llama_cpp.server, which cuts a
+    # running stream short when another request comes; None when it does not say.
+    slots: int | None = None
+    # The request field that caps the thinking, on the server itself: llama-server's
+    # `thinking_budget_tokens`, vLLM's `thinking_token_budget`; None: r1chat cuts and continues.
+    budget_field: str | None = None
+    # llama-server's POST /v1/chat/completions/control ("reasoning_end"): answer now without
+    # ending the stream.
+    control: bool = False
+    # The server's template writes `<think>` (llama-server's /props shows the template).
+    template_thinks: bool = False
 
 
 def normalize_base(url: str) -> str:
@@ -153,6 +168,9 @@ class RemoteEngine:
         self.host = host_of(self.base)
         self.where = shown_url(self.base)
         self._on_note = on_note
+        # The server sends the thinking in fields of its own (it parses the tags): known once a
+        # reply had them, and from then on its content is the answer.
+        self._fields_seen = False
         if isinstance(key, str):
             key, stripped = read_key(key, "the API key")
             if stripped:
@@ -185,7 +203,9 @@ class RemoteEngine:
         self.model = model
         self.kind = self._detect(cancel)
         if thinks is None:
-            thinks = any(n in model.lower() for n in THINKING_NAMES)
+            # Only a default (whether to steer the thinking, the sampling defaults): how a
+            # reply is read never depends on it.
+            thinks = self.kind.template_thinks or any(n in model.lower() for n in THINKING_NAMES)
         self.info = ModelInfo(
             name=self.shown(model),
             path=self.base,
@@ -343,17 +363,29 @@ class RemoteEngine:
     def _detect(self, cancel: threading.Event | None = None) -> ServerKind:
         """Which server this is, when it says: it decides how steering continues a reply."""
         root = self.base[: -len("/v1")] if self.base.endswith("/v1") else self.base
+        item = next((i for i in self._model_items if i.get("id") == self.model), {})
+        if item.get("owned_by") == "me" and item.get("permissions") == []:
+            # llama-cpp-python's own server: asking it anything more (even /props) while a
+            # stream runs cuts that stream, and it serves one request at a time.
+            return ServerKind("llama_cpp.server", False, 0, slots=1)
         props = self._get_json(root + "/props", quiet=True, cancel=cancel)
         try:
             n_ctx = wire.props_n_ctx(props)
             if n_ctx is not None:
-                return ServerKind("llama-server", True, n_ctx)
-            item = next((i for i in self._model_items if i.get("id") == self.model), {})
+                return ServerKind(
+                    "llama-server",
+                    True,
+                    n_ctx,
+                    slots=wire.props_slots(props),
+                    budget_field="thinking_budget_tokens",
+                    control=True,
+                    template_thinks=wire.props_thinks(props),
+                )
             if "max_model_len" in item:  # vLLM lists it with each model
                 size = wire.count(item.get("max_model_len"), "max_model_len") or 0
-                return ServerKind("vLLM", True, size)
+                return ServerKind("vLLM", True, size, budget_field="thinking_token_budget")
         except wire.WireError as e:
-            raise self._bad("its context size", e) from None
+            raise self._bad("its settings", e) from None
         if isinstance(self._get_json(root + "/api/version", quiet=True, cancel=cancel), dict):
             return ServerKind("Ollama", False, 0)
         return ServerKind("server", False, 0)
@@ -384,8 +416,10 @@ class RemoteEngine:
         controls: Sequence[ThinkingControl | None] | None = None,
         ctx_tokens: int | None = None,
     ) -> Iterator[ManyEvent]:
-        """k samples as k concurrent requests: vLLM and llama-server batch them."""
-        return concurrently(self, messages, params, k, cancel, controls)
+        """k samples: see r1chat.engines.server_samples."""
+        return server_samples.stream_many(
+            self, self.kind.slots, self._note, messages, params, k, cancel, controls
+        )
 
     def _body(
         self, messages: list[dict[str, str]], params: SamplingParams, seed: int
@@ -404,6 +438,11 @@ class RemoteEngine:
             body["top_k"] = params.top_k  # vLLM, llama-server and Ollama take it; OpenAI does not
         if params.ignore_eos:
             body["ignore_eos"] = True  # benchmarks: vLLM and llama-server take it
+        if self.kind.name in ("vLLM", "llama-server"):
+            # The confidence of every token (DeepConf, r1chat.confidence); OpenAI's reasoning
+            # models and DeepSeek's API refuse the fields, so only where they are known to work.
+            body["logprobs"] = True
+            body["top_logprobs"] = CONFIDENCE_TOP
         if messages and messages[-1]["role"] == "assistant":
             # Continue the final assistant message (vLLM's names; llama-server does it anyway).
             body["continue_final_message"] = True
@@ -420,24 +459,31 @@ class RemoteEngine:
         t0 = time.perf_counter()
         seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**31)
         stats = Stats(seed=seed)
+        kind = self.kind
+        # The name's guess: whether the turn starts inside the thinking, and so steers it. How
+        # the text is read never depends on it (see _Parts).
         thinks = self.info.thinks
-        # A budget of 0: the turn shows no thinking. llama-server ends it itself; elsewhere the
-        # thinking is cut at its first token and continued with the closing text, unseen.
-        hide = thinks and control is not None and control.params.budget == 0
-        native_zero = hide and self.kind.name == "llama-server"
+        budget = control.params.budget if control is not None and thinks else None
+        # The server's own cap on the thinking where it has one, ending it in the same stream
+        # with r1chat's closing sentence; r1chat cuts and continues where it does not.
+        native = budget is not None and kind.budget_field is not None
+        # A budget of 0: the turn shows no thinking. Elsewhere than on a server that caps it,
+        # the thinking is cut at its first token and continued with the closing text, unseen.
+        hide = budget == 0
         ctl: ThinkingControl | None = control if thinks else None
-        if hide and control is not None:
-            if native_zero:
-                ctl = None
-            elif self.kind.continues:
+        if hide and control is not None and not native:
+            if kind.continues:
                 ctl = ThinkingControl(replace(control.params, budget=0))
             else:
                 ctl = None
-                self._note(f"{self.kind.name} cannot skip the thinking: it runs, unseen")
+                self._note(f"{kind.name} cannot skip the thinking: it runs, unseen")
+        if native and ctl is not None:
+            ctl.budget_slack = NATIVE_BUDGET_SLACK
         chat = [{"role": m.role, "content": m.content} for m in messages]
-        parts = _Parts(thinks and not native_zero)
+        parts = _Parts(self._fields_seen)
         consumer_thinks = thinks and not hide  # whether the turn's splitter is in <think>
         thinking: list[str] = []  # what the next request continues, when the thinking is cut
+        hidden: list[str] = []  # held text of a turn that shows no thinking
         prefill = ""
         steering = ctl is not None
         n = 0
@@ -445,35 +491,60 @@ class RemoteEngine:
         usage_completion = 0
         finish: FinishReason = "stop"
         started = False
+        stream_id: str | None = None
+        controlled = False  # the server was asked to end the thinking (its control endpoint)
+        # Server tokens do not map one to one onto streamed pieces: the reply's confidence goes
+        # in its Stats only.
+        trace = TraceConfidence()
         while True:
             messages_out: list[dict[str, str]] = chat
             if prefill:
                 messages_out = [*chat, self._continued(prefill)]
             body = self._body(messages_out, replace(params, max_tokens=params.max_tokens - n), seed)
-            if native_zero:
-                body["reasoning_budget_tokens"] = 0
+            if native and budget is not None and not prefill:
+                body.update(self._budget_fields(budget, control))
+            if kind.control and ctl is not None and not prefill:
+                body["reasoning_control"] = True
+                if control is not None:
+                    body.setdefault("reasoning_budget_message", _server_message(control))
             again = False
             stop = False
+            ended_by_server = False
             with self._open(body, cancel) as events:
-                for kind, text, usage in events:
+                for what, text, usage in events:
                     if not started:
                         # Only now: some servers (llama_cpp.server) answer 200 and then end the
                         # stream at once when the prompt does not fit; nothing is saved then.
                         started = True
                         yield Started(None)
-                    if kind == "usage" and usage is not None:
+                    if what == "id":
+                        stream_id = text
+                        continue
+                    if what == "confidence" and usage is not None:
+                        for c in usage["values"]:
+                            trace.add(c)
+                        continue
+                    if what == "usage" and usage is not None:
                         stats.prompt_tokens = usage.get("prompt_tokens") or 0
                         usage_completion += usage.get("completion_tokens") or 0
                         continue
-                    if kind == "finish":
+                    if what == "finish":
                         finish = "length" if text == "length" else "stop"
+                        ended_by_server = True
                         continue
-                    for part, piece in parts.feed(kind, text):
+                    for part, piece in parts.feed(what, text):
                         if not t_first:
                             t_first = time.perf_counter()
                         steer: Steer | None = None
-                        if part == "open":
+                        if part == "decided":
+                            thinking_now = piece == "think"
+                            yield from _decided(thinking_now, hide, hidden)
                             if not hide:
+                                consumer_thinks = thinking_now
+                            if not thinking_now:
+                                thinking.clear()
+                        elif part == "open":
+                            if not hide and not consumer_thinks:
                                 consumer_thinks = True
                                 yield Token(-1, OPEN_TAG + "\n")
                         elif part == "answer":
@@ -482,38 +553,72 @@ class RemoteEngine:
                                 yield Token(-1, CLOSE_TAG + "\n\n")
                             n += 1
                             yield Token(0, piece)
-                        elif part == "think":
+                        elif part in ("think", "held"):
                             thinking.append(piece)
-                            if ctl is not None and steering:
+                            if ctl is not None and steering and not controlled:
                                 steer = ctl.token(hash(piece))
                             n += 1
-                            if not hide:
-                                yield Token(0, piece)
-                        else:  # the model closed its thinking
-                            if ctl is not None and steering:
+                            if hide:
+                                if part == "held":
+                                    hidden.append(piece)
+                            else:
+                                yield Token(0, piece, held=part == "held")
+                        else:  # the model (or the server, for it) closed the thinking
+                            if (
+                                ctl is not None
+                                and native
+                                and ctl.ended is None
+                                and _ends_with_message(thinking, control)
+                            ):
+                                ctl.ended = "budget"
+                                ctl.by_server = True
+                                stats.steered_by = "server"
+                            if controlled and not _ends_with_message(thinking, control):
+                                # The model closed its thinking before the server acted on the
+                                # request (it says success either way): the model ended it.
+                                assert ctl is not None
+                                ctl.ended, ctl.by_server, stats.steered_by = "model", False, ""
+                            if ctl is not None and steering and ctl.ended is None:
                                 steer = ctl.close_requested()
                             if steer is None:
                                 steering = False
                                 if consumer_thinks:
                                     consumer_thinks = False
                                     yield Token(-1, CLOSE_TAG + "\n\n")
+                        if isinstance(steer, Inject) and parts.held and not hide:
+                            # Steering a held text's end makes it thinking.
+                            yield Decided(True)
+                            consumer_thinks = True
                         if cancel.is_set():
                             stop = True
-                        elif isinstance(steer, Inject) and self.kind.continues:
+                        elif (
+                            isinstance(steer, Inject)
+                            and ctl is not None
+                            and ctl.ended == "user"
+                            and kind.control
+                            and stream_id is not None
+                            and self._end_thinking(stream_id)
+                        ):
+                            # The server ends the thinking in this same stream.
+                            controlled = True
+                            ctl.by_server = True
+                            stats.steered_by = "server"
+                        elif isinstance(steer, Inject) and kind.continues:
                             # R1's template drops what precedes a closing tag from the message it
                             # continues: the closing text goes in without it, the model closes.
                             inject = steer.after("".join(thinking[-2:]))
-                            if part == "think":
+                            if part in ("think", "held"):
                                 inject = inject.replace(CLOSE_TAG, "").rstrip() + "\n"
                                 steering = False
                             thinking.append(inject)
                             if not hide:
                                 yield Token(-1, inject)
+                            stats.steered_by = "r1chat"
                             again = True
                         elif steer is not None:
                             if isinstance(steer, Inject):
                                 self._note(
-                                    f"{self.kind.name} cannot continue a reply, so r1chat cannot"
+                                    f"{kind.name} cannot continue a reply, so r1chat cannot"
                                     " end the thinking and have it answer: the reply stops here"
                                 )
                             if ctl is not None and ctl.ended is None:
@@ -523,6 +628,20 @@ class RemoteEngine:
                             break
                     if stop or again or n >= params.max_tokens:
                         break
+            self._fields_seen = self._fields_seen or parts.fields
+            if not again:
+                # The stream is over: what the reader held back goes out, decided.
+                finished = ended_by_server and finish == "stop" and not stop
+                # Only what the server says of its template may read a cut reply as thinking;
+                # never the model's name.
+                stats.undecided = parts.held and not finished and not kind.template_thinks
+                for part, piece in parts.close(finished=finished, prior=kind.template_thinks):
+                    if part == "decided":
+                        yield from _decided(piece == "think", hide, hidden)
+                    elif hide and part == "held":
+                        hidden.append(piece)
+                    elif not hide or part == "answer":
+                        yield Token(0, piece, held=part == "held")
             if cancel.is_set() or stop:
                 finish = "cancelled"
                 break
@@ -540,7 +659,37 @@ class RemoteEngine:
         if n > 1 and t_first:
             stats.decode_tok_s = (n - 1) / max(t_end - t_first, 1e-9)
         stats.total_s = t_end - t0
+        if trace.n:
+            stats.confidence = trace.lowest
+            stats.confidence_mean = trace.mean
+            stats.confidence_tail = trace.tail
         yield Done(stats)
+
+    def _budget_fields(self, budget: int, control: ThinkingControl | None) -> dict[str, Any]:
+        """The request fields that cap the thinking on the server itself."""
+        field = self.kind.budget_field
+        if field == "thinking_budget_tokens":
+            # llama-server counts the prompt's "<think>\n" newline as the first thinking token,
+            # and a budget of 0 does not cap anything: N + 1 gives N, 1 gives none.
+            out: dict[str, Any] = {field: budget + 1}
+            if control is not None and budget > 0:
+                out["reasoning_budget_message"] = _server_message(control)
+            return out
+        return {str(field): budget}
+
+    def _end_thinking(self, stream_id: str) -> bool:
+        """Ask llama-server to end the thinking of the stream `stream_id` now; False when it
+        cannot (r1chat then cuts and continues)."""
+        try:
+            r = self._client.post(
+                self.base + "/chat/completions/control",
+                json={"id": stream_id, "action": "reasoning_end"},
+                timeout=min(10.0, self.timeout_s),
+            )
+            answer = r.json() if r.status_code == 200 else None
+        except (self._httpx.HTTPError, ValueError):
+            return False
+        return isinstance(answer, dict) and answer.get("success") is True
 
     def _continued(self, thinking: str) -> dict[str, str]:
         """The assistant message that a continued reply goes on from: the thinking so far."""
@@ -616,6 +765,8 @@ class RemoteEngine:
         httpx = self._httpx
         done = False
         seen = False
+        finished = False
+        last_id: str | None = None
         text = _Texts(self._secret)
         try:
             for sse in source.iter_sse():
@@ -638,11 +789,17 @@ class RemoteEngine:
                     raise R1ChatError(
                         f"the server at {self.where} failed: {self._scrub(event.error)}"
                     )
+                if event.id is not None and event.id != last_id:
+                    last_id = event.id
+                    yield ("id", event.id, None)
                 for kind, piece in event.pieces:
                     for k, t in text.feed(kind, piece):
                         yield (k, t, None)
                 for reason in event.finishes:
+                    finished = True
                     yield ("finish", reason, None)
+                if event.confidences:
+                    yield ("confidence", "", {"values": event.confidences})
                 if event.prompt_tokens is not None or event.completion_tokens is not None:
                     usage = {
                         "prompt_tokens": event.prompt_tokens,
@@ -668,6 +825,12 @@ class RemoteEngine:
                     " (is the prompt longer than its context? its log will say)"
                 )
             raise R1ChatError(f"the server at {self.where} ended the stream before it was done")
+        if done and not finished and not cancel.is_set():
+            # llama_cpp.server ends a stream this way when another request takes its place.
+            raise R1ChatError(
+                f"the server at {self.where} cancelled the reply (its stream ended without a"
+                " finish reason: another request may have taken its place)"
+            )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -712,57 +875,177 @@ class _Texts:
 
 
 class _Parts:
-    """Whatever way the server sends the thinking → ("think" | "close" | "answer", text) parts:
-    thinking, one "close" when the model ends it, then the answer."""
+    """Whatever way the server sends the thinking → parts, decided from the stream alone, never
+    from the model's name:
 
-    def __init__(self, thinks: bool) -> None:
-        self._splitter = ThinkSplitter(in_think=thinks)
-        self._in_think = thinks
-        # Whether the server sends the thinking in a field of its own; it stays so once seen (a
-        # continued reply may well open with its answer).
-        self._fields = False
-        self._any = False
-        self._lead = True  # nothing of the answer came yet
+    - `reasoning` / `reasoning_content` fields are thinking (the server parses the tags); once
+      a server has sent them, its content is the answer;
+    - content that opens with `<think>` (after whitespace) is thinking until `</think>`;
+    - content with no opener is held: a `</think>` makes what came before it thinking (a
+      template that opens the thinking in the prompt), the end of the stream makes it the answer
+      (a model that does not think, or a thinking the server parsed away).
+
+    Parts: ("open", "") the thinking begins; ("think", text); ("close", "") the model ended it;
+    ("answer", text); ("held", text), then ("decided", "think" | "answer") once it is known.
+    """
+
+    def __init__(self, fields: bool) -> None:
+        self.fields = fields
+        self._state = "lead"  # lead | think | held | answer
+        self._lead = ""
+        self._rlead = ""  # the first reasoning text, until it shows whether it opens with a tag
+        self._splitter = ThinkSplitter(in_think=True)
+        self._answer_lead = True  # the answer starts at its first non-blank character
+
+    @property
+    def held(self) -> bool:
+        return self._state == "held"
 
     def resume(self) -> None:
         """The reply is continued from inside its thinking."""
-        self._in_think = True
+        self._state = "think"
         self._splitter = ThinkSplitter(in_think=True)
 
     def feed(self, kind: str, text: str) -> list[tuple[str, str]]:
-        first, self._any = not self._any, True
         if kind == "reasoning":
-            self._fields = True
-            if first and not self._in_think:  # a model not known to think, thinking
-                self._in_think = True
-                return [("open", ""), ("think", text)]
-            # Thinking after the answer began (a confused server) stays visible, as answer.
-            return [("think" if self._in_think else "answer", text)]
+            return self._reasoning(text)
+        return self._content(text)
+
+    def _reasoning(self, text: str) -> list[tuple[str, str]]:
+        self.fields = True
         out: list[tuple[str, str]] = []
-        if self._lead and not self._in_think:
-            # An answer starts at its first word: a model told not to think may close the
-            # thinking at once, and llama-server's forced close leaves the blank line after it.
+        if self._state == "lead":
+            # A `<think>` the model wrote itself, left in the field by the server's parser, is
+            # not thinking: it goes, as the local engine drops it.
+            self._rlead += text
+            lead = self._rlead.lstrip()
+            if not lead or (len(lead) < len(OPEN_TAG) and OPEN_TAG.startswith(lead)):
+                return []
+            text = lead[len(OPEN_TAG) :] if lead.startswith(OPEN_TAG) else self._rlead
+            self._state, self._lead, self._rlead = "think", "", ""
+            out.append(("open", ""))
+        elif self._state == "held":  # content first, then a field: that content was answer
+            out += self._decide("answer")
+        if self._state == "think":
+            out.append(("think", text))
+        else:  # thinking after the answer began (a confused server) stays visible, as answer
+            out += self._answer(text)
+        return out
+
+    def _content(self, text: str) -> list[tuple[str, str]]:
+        if self._state == "lead":
+            self._lead += text
+            buf = self._lead.lstrip()
+            if not buf or (
+                len(buf) < len(CLOSE_TAG)
+                and (OPEN_TAG.startswith(buf) or CLOSE_TAG.startswith(buf))
+            ):
+                return []  # blank so far, or the start of a tag
+            self._lead = ""
+            if buf.startswith(OPEN_TAG):
+                self._state = "think"
+                return [("open", ""), *self._split(buf[len(OPEN_TAG) :])]
+            if buf.startswith(CLOSE_TAG):  # an empty thinking opened by the prompt
+                self._state = "answer"
+                return [("open", ""), ("close", ""), *self._answer(buf[len(CLOSE_TAG) :])]
+            if self.fields:
+                self._state = "answer"
+                return self._answer(buf)
+            self._state = "held"
+            return self._split(buf)
+        if self._state == "think" and self.fields:
+            # The server parses the tags: its content is the answer, the thinking is over.
+            return [*self._closed(), *self._answer(text)]
+        if self._state in ("think", "held"):
+            return self._split(text)
+        return self._answer(text)
+
+    def _split(self, text: str) -> list[tuple[str, str]]:
+        """Text inside the thinking (or held): up to a `</think>`, then the answer."""
+        out: list[tuple[str, str]] = []
+        for part, piece in self._splitter.feed(text):
+            if part == "think":
+                out.append(("held" if self._state == "held" else "think", piece))
+            else:
+                out += self._closed()
+                out += self._answer(piece)
+        if not self._splitter.in_think:
+            out += self._closed()
+        return out
+
+    def _closed(self) -> list[tuple[str, str]]:
+        if self._state == "answer":
+            return []
+        out = self._decide("think") if self._state == "held" else []
+        self._state = "answer"
+        return [*out, ("close", "")]
+
+    def _decide(self, kind: str) -> list[tuple[str, str]]:
+        self._state = "think" if kind == "think" else "answer"
+        return [("decided", kind)]
+
+    def _answer(self, text: str) -> list[tuple[str, str]]:
+        if self._answer_lead:
+            # llama-server's forced close leaves the blank line after it; a model told not to
+            # think may close the thinking at once.
             text = text.lstrip()
             if text.startswith(CLOSE_TAG):
                 text = text[len(CLOSE_TAG) :].lstrip()
             if not text:
+                return []
+            self._answer_lead = False
+        return [("answer", text)]
+
+    def close(self, *, finished: bool, prior: bool) -> list[tuple[str, str]]:
+        """The stream ended: what was held back goes out. Held text is the answer when the
+        server finished the reply; a reply cut short (the token limit, a stop) may have been
+        cut inside its thinking, which only the server's template (`prior`: it writes
+        `<think>`) can tell; without it, the answer, and the caller says so."""
+        if self._state == "lead":
+            rest, self._lead = self._lead, ""
+            if self._rlead.strip():  # a reasoning field that was only the start of a tag
+                out = [("open", ""), ("think", self._rlead)]
+                self._rlead = ""
                 return out
-        self._lead = False
-        if self._fields:
-            if self._in_think:
-                self._in_think = False
-                out.append(("close", ""))
-            out.append(("answer", text))
+            return self._answer(rest) if rest.strip() else []
+        if self._state in ("think", "held"):
+            kind = "held" if self._state == "held" else "think"
+            out = [(kind, piece) for _, piece in self._splitter.close()]
+            if self._state == "held":
+                decided = "think" if prior and not finished else "answer"
+                out += self._decide(decided)
             return out
-        for part, piece in self._splitter.feed(text):
-            if part == "answer" and self._in_think:
-                self._in_think = False
-                out.append(("close", ""))
-            out.append((part, piece))
-        if self._in_think and not self._splitter.in_think:
-            self._in_think = False
-            out.append(("close", ""))
-        return out
+        return []
+
+
+# Tokens past the budget before r1chat cuts a thinking that the server was asked to cap: the
+# server's closing sentence is about 15 tokens; a server that ignores the field is cut soon after.
+NATIVE_BUDGET_SLACK = 48
+
+
+def _decided(thinking: bool, hide: bool, hidden: list[str]) -> Iterator[Event]:
+    """The events that say what the held text was. A turn that shows no thinking (`hide`)
+    kept it back itself (`hidden`): out as the answer, or dropped as thinking."""
+    if not hide:
+        yield Decided(thinking)
+    elif not thinking:
+        for held in hidden:
+            yield Token(0, held)
+    hidden.clear()
+
+
+def _server_message(control: ThinkingControl) -> str:
+    """The closing sentence a server writes before it ends the thinking for r1chat."""
+    return f"\n\n{control.params.budget_message}\n"
+
+
+def _ends_with_message(thinking: list[str], control: ThinkingControl | None) -> bool:
+    """Whether the thinking ends with r1chat's closing sentence: the server wrote it, so the
+    server ended the thinking (there is no event for that)."""
+    if control is None:
+        return False
+    tail = "".join(thinking[-64:]).rstrip()
+    return tail.endswith(control.params.budget_message.strip())
 
 
 def _error_message(body: bytes) -> str:

@@ -4,7 +4,8 @@ A sampled token goes through the same decisions whether the reply is decoded alo
 sequence of a batch: the end-of-generation check, its text (UTF-8 decoded incrementally), the
 thinking control (budget, think-min, answer now, the loop guard), and the token limit. The loop
 around it only samples, decodes what `feed` holds and watches for a stop; so a control written
-here reaches every path at once. No llama.cpp here: the vocabulary comes in as lookups.
+here reaches every path at once. No llama.cpp here: the vocabulary comes in as lookups, and each
+sampled token's confidence (r1chat.confidence) with the token.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from r1chat.engines.base import FinishReason, Token
+from r1chat.confidence import TraceConfidence
+from r1chat.engines.base import FinishReason, Stats, Token
 from r1chat.reasoning import Inject, Steer, ThinkingControl
 
 
@@ -36,6 +38,10 @@ class TokenStep:
     r1chat writes text into the context). Afterwards `finish` says why the sequence ended, or
     `feed` holds the ids to decode before the next sample. `n` counts every token shown, the
     ones r1chat wrote included: together they stay within `limit`.
+
+    `trace` gathers the confidence of every position the model sampled: the end of generation
+    and a token the thinking control drops included (the model's distribution there was real),
+    what r1chat writes not (it has none).
     """
 
     __slots__ = (
@@ -51,6 +57,7 @@ class TokenStep:
         "feed",
         "finish",
         "n",
+        "trace",
     )
 
     def __init__(
@@ -61,8 +68,10 @@ class TokenStep:
         ignore_eos: bool = False,
         control: ThinkingControl | None = None,
         end_id: int | None = None,
+        trace: TraceConfidence | None = None,
     ) -> None:
         self._vocab = vocab
+        self.trace = trace
         self._limit = limit
         self._ignore_eos = ignore_eos
         self._control = control
@@ -78,7 +87,10 @@ class TokenStep:
         if limit <= 0:
             self.finish = "length"
 
-    def take(self, tok: int) -> list[Token]:
+    def take(self, tok: int, conf: float | None = None) -> list[Token]:
+        """The Tokens to show for sampled `tok`; `conf`: its position's confidence, if known."""
+        if conf is not None and self.trace is not None:
+            self.trace.add(conf)
         vocab = self._vocab
         # End of generation by token id, memoised: a ctypes call per token costs ~9 us.
         end = vocab.eog.get(tok)
@@ -90,7 +102,7 @@ class TokenStep:
         if self._thinking:
             steer = self._steer(tok)
             if steer is not None:
-                return self._steered(tok, steer)
+                return self._steered(tok, steer, conf)
         self.n += 1
         piece = vocab.pieces.get(tok)
         if piece is None:
@@ -102,7 +114,15 @@ class TokenStep:
         text = self._decode(piece)
         if text:
             self._last = text
-        return [Token(tok, text)]
+        return [Token(tok, text, conf=conf)]
+
+    def note_confidence(self, stats: Stats) -> None:
+        """The reply's confidence into `stats` (None where nothing was measured)."""
+        trace = self.trace
+        if trace is not None and trace.n:
+            stats.confidence = trace.lowest
+            stats.confidence_mean = trace.mean
+            stats.confidence_tail = trace.tail
 
     def close(self) -> Token | None:
         """What the UTF-8 decoder still holds when the sequence ends (a split character)."""
@@ -119,7 +139,7 @@ class TokenStep:
             return steer
         return control.token(tok)
 
-    def _steered(self, tok: int, steer: Steer) -> list[Token]:
+    def _steered(self, tok: int, steer: Steer, conf: float | None) -> list[Token]:
         if not isinstance(steer, Inject):  # the loop guard stops the reply
             self.finish = "cancelled"
             return []
@@ -139,7 +159,8 @@ class TokenStep:
             text = self._decode(piece)
             if text:
                 self._last = text
-            shown.append(Token(t, text, i >= first_forced))
+            ours = i >= first_forced
+            shown.append(Token(t, text, ours, conf=None if ours else conf))
         if self.n >= self._limit:
             self.finish = "length"
         self.feed = fed[: len(shown)]

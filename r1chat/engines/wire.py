@@ -57,6 +57,19 @@ def props_n_ctx(props: Any) -> int | None:
     return count(gen.get("n_ctx"), "/props n_ctx") or 0
 
 
+def props_slots(props: Any) -> int | None:
+    """llama-server's /props `total_slots`: how many requests it serves together."""
+    if not isinstance(props, dict) or "total_slots" not in props:
+        return None
+    return count(props.get("total_slots"), "/props total_slots") or None
+
+
+def props_thinks(props: Any) -> bool:
+    """Whether llama-server's chat template writes `<think>` (a reasoning model's template)."""
+    template = props.get("chat_template") if isinstance(props, dict) else None
+    return isinstance(template, str) and "<think>" in template
+
+
 @dataclass
 class Chunk:
     """One streamed event: pieces of text ("reasoning" | "content", text), finish reasons and
@@ -67,6 +80,9 @@ class Chunk:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    id: str | None = None  # the completion's id (llama-server's control endpoint takes it)
+    # DeepConf's confidence of each token that `logprobs.content` covers (r1chat.confidence).
+    confidences: list[float] = field(default_factory=list)
 
 
 def chunk(data: Any) -> Chunk:
@@ -79,6 +95,9 @@ def chunk(data: Any) -> Chunk:
         msg = err.get("message") if isinstance(err, dict) else err
         out.error = text(str(msg)) if msg is not None else "no reason given"
         return out
+    cid = data.get("id")
+    if isinstance(cid, str) and 0 < len(cid) <= 200:
+        out.id = cid
     choices = data.get("choices")
     if choices is None:
         choices = []
@@ -103,6 +122,7 @@ def chunk(data: Any) -> Chunk:
                 raise WireError(f"{kind} text that is not a string")
             if value:
                 out.pieces.append((kind, value))
+        out.confidences += _confidences(choice)
         reason = choice.get("finish_reason")
         if reason is not None:
             if not isinstance(reason, str):
@@ -114,6 +134,34 @@ def chunk(data: Any) -> Chunk:
             raise WireError("usage that is not an object")
         out.prompt_tokens = count(usage.get("prompt_tokens"), "usage.prompt_tokens")
         out.completion_tokens = count(usage.get("completion_tokens"), "usage.completion_tokens")
+    return out
+
+
+def _confidences(choice: dict[str, Any]) -> list[float]:
+    """The confidence of each token a choice's `logprobs.content` covers (vLLM and llama-server
+    put the thinking's tokens there too): minus the mean of its `top_logprobs`."""
+    from r1chat.confidence import logprob_confidence
+
+    lp = choice.get("logprobs")
+    if lp is None:
+        return []
+    if not isinstance(lp, dict):
+        raise WireError("logprobs that are not an object")
+    items = lp.get("content") or []
+    if not isinstance(items, list):
+        raise WireError("logprobs.content that is not a list")
+    out: list[float] = []
+    for item in items:
+        tops = item.get("top_logprobs") if isinstance(item, dict) else None
+        if not isinstance(tops, list) or not tops:
+            continue
+        values: list[float] = []
+        for t in tops:
+            v = t.get("logprob") if isinstance(t, dict) else None
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v <= 1e-3:
+                raise WireError("a top_logprobs logprob that is not a log-probability")
+            values.append(max(float(v), -9999.0))  # vLLM's own floor for -inf
+        out.append(logprob_confidence(sorted(values, reverse=True)))
     return out
 
 

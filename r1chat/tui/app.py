@@ -160,7 +160,7 @@ class R1ChatApp(App[None]):
         steered = [k for k in ("think_budget", "think_min") if self.settings.source(k) != "default"]
         if steered and not engine.info.thinks:
             names = " and ".join(k.replace("_", "-") for k in steered)
-            self._note(f"{sanitize(engine.info.name)} does not think: {names} do nothing.")
+            self._note(f"{sanitize(engine.info.name)} is not known to think; ignored: {names}.")
         if self._send_when_loaded:
             self._send_when_loaded = False
             await self.action_send()

@@ -26,6 +26,8 @@ class Chunk:
     forced_tokens: int
     first_at: float | None  # clock time of the first text
     answer_at: float | None  # clock time of the answer's first text
+    held: str = ""  # text not known yet to be thinking or answer (r1chat.turn.Held)
+    decided: bool = False  # the held text was decided: it comes again as think or answer
 
 
 class TurnBuffer:
@@ -43,6 +45,24 @@ class TurnBuffer:
         self._forced_tokens = 0
         self._first_at: float | None = None
         self._answer_at: float | None = None
+        self._held: list[str] = []
+        self._held_clean = StreamSanitizer()
+        self._decided = False
+
+    def hold(self, text: str) -> None:
+        """Text whose kind is not known yet (see r1chat.turn.Held)."""
+        text = self._held_clean.feed(text)
+        now = self._clock()
+        with self._lock:
+            if self._first_at is None:
+                self._first_at = now
+            self._held.append(text)
+
+    def decide(self) -> None:
+        """The held text is decided; its Deltas follow."""
+        with self._lock:
+            self._held = []
+            self._decided = True
 
     def push(self, delta: Delta) -> None:
         text = self._clean[delta.kind].feed(delta.text)
@@ -74,6 +94,8 @@ class TurnBuffer:
         with self._lock:
             think, self._think = "".join(self._think), []
             answer, self._answer = "".join(self._answer), []
+            held, self._held = "".join(self._held), []
+            decided, self._decided = self._decided, False
             return Chunk(
                 think,
                 answer,
@@ -82,4 +104,6 @@ class TurnBuffer:
                 self._forced_tokens,
                 self._first_at,
                 self._answer_at,
+                held,
+                decided,
             )

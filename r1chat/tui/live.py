@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from r1chat.endings import finish_note
+from r1chat.endings import UNDECIDED_NOTE, finish_note
 from r1chat.errors import R1ChatError
 from r1chat.many import (
     SampleEvent,
     SampleFailed,
     SampleMeter,
+    SampleRetrying,
     SampleRun,
     SamplesDone,
     SamplesStarted,
@@ -38,6 +39,8 @@ from r1chat.tui.text import ended_title, thinking_title
 from r1chat.turn import (
     ContextTrimmed,
     Delta,
+    Held,
+    HeldDecided,
     LoopNoticed,
     ThinkingEnded,
     TurnDone,
@@ -48,7 +51,7 @@ from r1chat.turn import (
 if TYPE_CHECKING:
     from r1chat.conversation import Conversation
     from r1chat.engines.base import Engine
-    from r1chat.many import Samples
+    from r1chat.many import EarlyRule, Samples
     from r1chat.sampling import SamplingParams
     from r1chat.tui.widgets.message import TurnView
 
@@ -67,6 +70,9 @@ class LiveTurn:
     buffer: TurnBuffer
     started_at: float
     k: int = 1  # replies sampled at once
+    # Samples: stop those still running once the leading answer cannot be overtaken, which
+    # leaves the vote as all k would have given it (r1chat.many.SampleRun), for fewer tokens.
+    early: EarlyRule = "overtaken"
     reasoning: ReasoningParams = field(default_factory=ReasoningParams)
     attachments: list[dict[str, Any]] | None = None
     auto_fold: bool = True  # fold the thinking when the answer starts (unless the user chose)
@@ -117,6 +123,10 @@ class LiveTurn:
         ):
             if isinstance(ev, Delta):
                 self.buffer.push(ev)
+            elif isinstance(ev, Held):
+                self.buffer.hold(ev.text)
+            elif isinstance(ev, HeldDecided):
+                self.buffer.decide()
             elif isinstance(ev, TurnDone):
                 result = ev.result
             else:
@@ -137,6 +147,7 @@ class LiveTurn:
         meter = self.meter
 
         def keep(run: SampleRun) -> None:
+            run.early = self.early
             self.samples = run
 
         for ev in conversation.ask_samples(
@@ -160,6 +171,8 @@ class LiveTurn:
                 post(messages.QuestionAsked(ev.prompt_tokens, conversation.id))
             elif isinstance(ev, SampleFailed):
                 meter.failed[ev.index] = ev.message
+            elif isinstance(ev, SampleRetrying):
+                meter.retrying(ev.index, ev.why)
             else:
                 post(messages.OlderTurnsLeftOut(ev.note))
 
@@ -193,6 +206,10 @@ class LiveTurn:
         if self.meter is not None:
             view.show_meter(self.meter.lines())
             return None
+        if chunk.held:
+            view.show_held(chunk.held)
+        if chunk.decided:
+            await view.clear_held()
         if chunk.think:
             view.append_thinking(chunk.think)
         if chunk.answer:
@@ -249,6 +266,8 @@ class LiveTurn:
         note = finish_note(result.finish_reason, stats.completion_tokens, result.thinking_ended)
         if note is not None:
             view.show_note(note)
+        if stats.undecided:
+            view.show_note(UNDECIDED_NOTE[0].upper() + UNDECIDED_NOTE[1:] + ".")
 
     def fail(self, chunk: Chunk, error: BaseException, now: float) -> None:
         what = str(error) if isinstance(error, R1ChatError) else f"{type(error).__name__}: {error}"
@@ -275,8 +294,8 @@ class LiveTurn:
             f"{chosen.thinking_tokens:,} tokens",
         )
         view.show_note(sanitize(result.agreement()) + (" (stopped)" if result.stopped else ""))
-        if result.vote.answer is not None:
-            view.show_boxed(sanitize(result.vote.answer))
+        if result.boxed is not None:
+            view.show_boxed(sanitize(result.boxed))
         await view.show_samples(
             [
                 (

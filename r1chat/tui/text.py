@@ -49,6 +49,8 @@ def ended_title(
         verb = "Cut at the token limit"
     elif finish == "cancelled":
         verb = "Stopped"
+    elif finish == "stopped early":  # a sample the others' vote made needless
+        verb = "Stopped early"
     else:
         verb = "Thought"
     if elapsed_s is not None:

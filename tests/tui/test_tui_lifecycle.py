@@ -83,8 +83,15 @@ async def test_samples_finished_carry_the_vote_and_are_saved(tmp_path: Path) -> 
         app.prompt.insert("q")
         await pilot.press("enter")
         done = await events.wait_for(messages.SamplesFinished, pilot)
-        assert len(done.samples.samples) == 3 and done.samples.vote.count == 3
-        assert done.samples.stats.together == "batched"
+        got = done.samples
+        # Once two agree the third cannot change the vote: it is stopped early (the app's
+        # default), keeps what it wrote, and is no stop of the user's.
+        assert len(got.samples) == 3 and (got.vote.count, got.vote.of) == (2, 2)
+        assert got.early_stop is not None and not got.stopped
+        assert got.stats.together == "batched"
+        await wait_until(lambda: not app.chat.busy, pilot)
+        notes = [str(n.render()) for n in app.query(TurnView).last().query(".note")]
+        assert any("2 of 2 samples agree; 1 stopped early: the leading answer" in n for n in notes)
     cid = store.latest_conversation_id()
     assert cid is not None
     roles = [m.role for m in store.messages(cid, all_branches=True)]

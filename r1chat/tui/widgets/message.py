@@ -116,6 +116,26 @@ class AttachmentLine(Collapsible):
         event.stop()
 
 
+class HeldText(Static):
+    """A server's text not known yet to be thinking or answer: its tail, dimmed, under a title
+    that says why it waits."""
+
+    # The tail shown: enough to follow it, bounded so that a frame stays cheap and the box
+    # short (it shows its last lines, not its first).
+    SHOWN = 600
+
+    def __init__(self) -> None:
+        super().__init__("", classes="held", markup=False)
+        self.text = ""
+        self.border_title = Content(
+            "thinking or answer? no <think> tag yet: a </think> makes it thinking"
+        )
+
+    def add(self, text: str) -> None:
+        self.text = (self.text + text)[-self.SHOWN :]
+        self.update(Content("\n".join(self.text.splitlines()[-8:])))
+
+
 class TurnView(Vertical):
     """A question and the model's reply to it, streamed in (or shown from the history).
 
@@ -227,7 +247,23 @@ class TurnView(Vertical):
 
     def append_thinking(self, text: str) -> None:
         self.thinking += text
+        if not self.pane.display:  # a model not known to think, thinking: show it
+            self.pane.display = True
+            self.remove_class("-no-thinking")
         self.query_one(ThinkingText).append(text)
+
+    def show_held(self, text: str) -> None:
+        """Text not known yet to be thinking or answer (no `<think>` came before it), shown
+        apart and dimmed until it is known: never as answer first and moved later."""
+        found = self.query(HeldText)
+        box = found.first() if found else None
+        if box is None:
+            box = HeldText()
+            self.mount(box, after=self.query_one(".turn-body"))
+        box.add(text)
+
+    async def clear_held(self) -> None:
+        await self.query(HeldText).remove()
 
     async def append_answer(self, text: str) -> None:
         self.answer += text
