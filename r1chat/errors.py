@@ -18,3 +18,13 @@ class PromptTooLong(R1ChatError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, 2)
+
+
+class StreamCut(R1ChatError):
+    """A server's stream that ended without a reply that ended: `why` is "cancelled" (it ended
+    without a finish reason: another request took its place), "cut" (no end of stream) or
+    "empty" (no reply at all). Samples that fail so are worth running again."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from r1chat.errors import PromptTooLong, R1ChatError
+from r1chat.errors import PromptTooLong, R1ChatError, StreamCut
 
 if TYPE_CHECKING:
     from r1chat.prompts import ChatMessage
@@ -136,6 +136,9 @@ class Failed:
     on, and what came of this one before the failure is kept, marked as failed."""
 
     message: str
+    # Why a stream failed when it ended without a reply that ended (r1chat.errors.StreamCut:
+    # "cancelled", "cut", "empty"), which a second run may mend; "" for any other error.
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -320,7 +323,7 @@ def concurrently(
                     running += 1
             elif isinstance(item, R1ChatError):
                 # Kept apart: the other samples go on, and this one's text stays.
-                yield i, Failed(str(item))
+                yield i, Failed(str(item), item.why if isinstance(item, StreamCut) else "")
             elif isinstance(item, BaseException):
                 error = error or item
                 stop.set()  # a bug: no more

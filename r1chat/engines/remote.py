@@ -41,7 +41,7 @@ from r1chat.engines.base import (
     Stats,
     Token,
 )
-from r1chat.errors import R1ChatError
+from r1chat.errors import R1ChatError, StreamCut
 from r1chat.prompts import ChatMessage
 from r1chat.reasoning import CLOSE_TAG, OPEN_TAG, Inject, Steer, ThinkingControl, ThinkSplitter
 from r1chat.sampling import SamplingParams
@@ -820,16 +820,20 @@ class RemoteEngine:
             yield (k, t, None)
         if not done and not cancel.is_set():
             if not seen:
-                raise R1ChatError(
+                raise StreamCut(
                     f"the server at {self.where} ended the stream without a reply"
-                    " (is the prompt longer than its context? its log will say)"
+                    " (is the prompt longer than its context? its log will say)",
+                    "empty",
                 )
-            raise R1ChatError(f"the server at {self.where} ended the stream before it was done")
+            raise StreamCut(
+                f"the server at {self.where} ended the stream before it was done", "cut"
+            )
         if done and not finished and not cancel.is_set():
             # llama_cpp.server ends a stream this way when another request takes its place.
-            raise R1ChatError(
+            raise StreamCut(
                 f"the server at {self.where} cancelled the reply (its stream ended without a"
-                " finish reason: another request may have taken its place)"
+                " finish reason: another request may have taken its place)",
+                "cancelled",
             )
 
     def close(self) -> None:

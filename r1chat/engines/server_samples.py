@@ -37,12 +37,9 @@ if TYPE_CHECKING:
 # (the server's own error, an event r1chat cannot read), kept as it came.
 Why = Literal["cancelled", "cut", "empty", "other"]
 
-# The remote engine's words for a stream the server ended before the reply did
-# (r1chat.engines.remote); the empty stream is also what an overlong prompt gets, so it is
-# retried only when another sample came back whole.
-CANCELLED = "cancelled the reply"
-CUT = "ended the stream before it was done"
-NOTHING = "ended the stream without a reply"
+# Why a stream the server ended before the reply did (r1chat.errors.StreamCut, carried on the
+# Failed event): "cancelled", "cut" or "empty". An empty stream is also what an overlong prompt
+# gets, so it is retried only when another sample came back whole.
 EMPTY = "the reply came back empty (other samples did not), even when run alone"
 
 
@@ -94,7 +91,8 @@ def stream_many(
             yield i, ev
         if came.done[i] and not came.text[i] and came.failed[i] is None:
             came.failed[i] = EMPTY
-            yield i, Failed(EMPTY)
+            came.why[i] = "empty"
+            yield i, Failed(EMPTY, "empty")
     left = came.failures()
     if again and left:
         note(f"{len(left)} of {k} samples failed: {_told(left)}")
@@ -112,6 +110,7 @@ class _Watch:
         self.text = [False] * k
         self.done = [False] * k
         self.failed: list[str | None] = [None] * k
+        self.why: list[Why] = ["other"] * k
 
     def see(self, i: int, ev: object) -> None:
         if isinstance(ev, Token):
@@ -120,9 +119,11 @@ class _Watch:
             self.done[i] = True
         elif isinstance(ev, Failed):
             self.failed[i] = ev.message
+            self.why[i] = _why(ev.why)
 
     def forget(self, i: int) -> None:
         self.text[i], self.done[i], self.failed[i] = False, False, None
+        self.why[i] = "other"
 
     def to_retry(self) -> dict[int, Why]:
         """The samples worth one more run, in index order, and what came of them."""
@@ -131,7 +132,7 @@ class _Watch:
             whole = any(
                 self.text[j] and self.failed[j] is None for j in range(len(self.text)) if j != i
             )
-            why = _why(failed) if failed is not None else None
+            why = self.why[i] if failed is not None else None
             if why in ("cancelled", "cut"):
                 out[i] = why
             elif whole and (
@@ -141,15 +142,16 @@ class _Watch:
         return out
 
     def failures(self) -> list[Why]:
-        return [_why(m) for m in self.failed if m is not None]
+        return [self.why[i] for i, m in enumerate(self.failed) if m is not None]
 
 
-def _why(message: str) -> Why:
-    if CANCELLED in message:
+def _why(why: str) -> Why:
+    """A Failed event's `why` (r1chat.errors.StreamCut's), as one of ours."""
+    if why == "cancelled":
         return "cancelled"
-    if CUT in message:
+    if why == "cut":
         return "cut"
-    if NOTHING in message or message == EMPTY:
+    if why == "empty":
         return "empty"
     return "other"
 
