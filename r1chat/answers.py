@@ -72,6 +72,8 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any, Literal
 
+from r1chat.reasoning import closing_brace
+
 __all__ = [
     "MAX_CHARS",
     "Verdict",
@@ -275,7 +277,7 @@ def _final_boxes(text: str) -> tuple[str, int] | None:
     contents: list[str] = []
     later_start = end = len(text)
     for m in reversed(boxes):
-        close = _closing_brace(text, m.end(), later_start)
+        close = closing_brace(text, m.end(), later_start)
         if close is None:
             if not contents:
                 return None
@@ -294,26 +296,6 @@ def _final_boxes(text: str) -> tuple[str, int] | None:
             contents.append(content)
         later_start = m.start()
     return ", ".join(reversed(contents)), end
-
-
-def _closing_brace(text: str, start: int, stop: int) -> int | None:
-    """Where the brace opened just before `start` closes, before `stop`; escaped braces (`\\{`)
-    do not count."""
-    depth = 1
-    i = start
-    while i < stop:
-        c = text[i]
-        if c == "\\" and i + 1 < stop and text[i + 1] in "{}":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
 
 
 @lru_cache(maxsize=256)
@@ -393,7 +375,7 @@ def _as_written(m: re.Match[str], expression: bool) -> str:
 def _all_boxes(text: str) -> list[str]:
     contents = []
     for m in _BOX.finditer(text):
-        close = _closing_brace(text, m.end(), len(text))
+        close = closing_brace(text, m.end(), len(text))
         if close is not None:
             contents.append(text[m.end() : close].strip())
     return contents or [text]

@@ -110,22 +110,30 @@ def extract_boxed(answer: str) -> str | None:
     """Content of the last complete `\\boxed{...}` in `answer` (braces may nest), or None."""
     found: str | None = None
     for m in _BOXED.finditer(answer):
-        depth = 1
-        i = m.end()
-        while i < len(answer):
-            c = answer[i]
-            if c == "\\" and i + 1 < len(answer) and answer[i + 1] in "{}":
-                i += 2
-                continue
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    found = answer[m.end() : i].strip()
-                    break
-            i += 1
+        close = closing_brace(answer, m.end(), len(answer))
+        if close is not None:
+            found = answer[m.end() : close].strip()
     return found
+
+
+def closing_brace(text: str, start: int, stop: int) -> int | None:
+    """Where the brace opened just before `start` closes, before `stop`; escaped braces (`\\{`)
+    do not count."""
+    depth = 1
+    i = start
+    while i < stop:
+        c = text[i]
+        if c == "\\" and i + 1 < stop and text[i + 1] in "{}":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
 
 
 # --- steering the thinking ---------------------------------------------------------------------

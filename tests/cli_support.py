@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import typer
+from typer.testing import CliRunner, Result
 
 
 def user_env(home: Path, **extra: str) -> dict[str, str]:
@@ -45,3 +49,15 @@ class Cli(Protocol):
         timeout: float = 120,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]: ...
+
+
+def invoke(command: Callable[..., Any], name: str, *args: str) -> Result:
+    """Run one command in this process, registered as r1chat.cli registers it."""
+    app = typer.Typer()
+    app.command(name)(command)
+
+    @app.callback()
+    def main() -> None:
+        pass
+
+    return CliRunner().invoke(app, [name, *args])

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
+from cli_support import invoke
 from servers import ReplayServer, Reply, Server, chunk, start_llama_cpp_server
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from r1chat.bench import shortfall
 from r1chat.commands.bench import bench
@@ -26,19 +26,8 @@ LLAMA_CPP_SERVER_MODELS = [
 ]
 
 
-def app() -> typer.Typer:
-    a = typer.Typer()
-    a.command("bench")(bench)  # as r1chat.cli registers it
-
-    @a.callback()
-    def main() -> None:
-        pass
-
-    return a
-
-
 def run_bench(*args: str) -> Result:
-    return CliRunner().invoke(app(), ["bench", *args])
+    return invoke(bench, "bench", *args)
 
 
 def usage(completion: int) -> dict[str, Any]:

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-from cli_support import run_cli
-from typer.testing import CliRunner
+from cli_support import invoke, run_cli
 
 from r1chat.commands.doctor import doctor, run_checks
 
@@ -28,19 +26,8 @@ NAMES = [
 ]
 
 
-def app() -> typer.Typer:
-    a = typer.Typer()
-    a.command("doctor")(doctor)  # as r1chat.cli registers it
-
-    @a.callback()
-    def main() -> None:
-        pass
-
-    return a
-
-
 def run_doctor(*args: str) -> tuple[int, dict[str, Any]]:
-    out = CliRunner().invoke(app(), ["doctor", "--json", *args])
+    out = invoke(doctor, "doctor", "--json", *args)
     data = json.loads(out.stdout)
     return out.exit_code, data
 
@@ -116,7 +103,7 @@ def test_an_nvidia_gpu_with_a_cpu_build_says_how_to_reinstall(
 
 
 def test_text_output_has_one_line_per_check_and_a_fix(r1home: Path) -> None:
-    out = CliRunner().invoke(app(), ["doctor", "--no-load"])
+    out = invoke(doctor, "doctor", "--no-load")
     lines = out.stdout.splitlines()
     assert out.exit_code == 0
     assert [ln.split()[0] for ln in lines if not ln.startswith(" ")] == [

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
+from cli_support import invoke
 from servers import ReplayServer, Reply, Server, chunk, start_llama_cpp_server
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from r1chat.commands.doctor import PROBE_TOKENS, doctor
 
@@ -29,19 +29,8 @@ VLLM_MODELS = [{"id": "r1", "object": "model", "max_model_len": 32768}]
 SUPPORT = ("server", "context", "parallel", "budget", "answer now", "reasoning")
 
 
-def app() -> typer.Typer:
-    a = typer.Typer()
-    a.command("doctor")(doctor)  # as r1chat.cli registers it
-
-    @a.callback()
-    def main() -> None:
-        pass
-
-    return a
-
-
 def run_doctor(*args: str) -> Result:
-    return CliRunner().invoke(app(), ["doctor", *args])
+    return invoke(doctor, "doctor", *args)
 
 
 def doctor_json(*args: str) -> tuple[int, dict[str, Any], dict[str, dict[str, Any]]]:

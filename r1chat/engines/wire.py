@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from r1chat.confidence import logprob_confidence
+
 # No real count comes near this; a larger one is a server's mistake, not a figure to show.
 MAX_COUNT = 10**9
 
@@ -140,8 +142,6 @@ def chunk(data: Any) -> Chunk:
 def _confidences(choice: dict[str, Any]) -> list[float]:
     """The confidence of each token a choice's `logprobs.content` covers (vLLM and llama-server
     put the thinking's tokens there too): minus the mean of its `top_logprobs`."""
-    from r1chat.confidence import logprob_confidence
-
     lp = choice.get("logprobs")
     if lp is None:
         return []
