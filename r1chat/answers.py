@@ -245,17 +245,25 @@ def grading_mode() -> str:
 
 def warm_up() -> None:
     """Start a worker now, in the background, so that the first comparison does not wait for
-    math-verify's imports (about a second and a half): call it when samples begin."""
-    threading.Thread(target=_warm_up, name="r1chat-grader-warm-up", daemon=True).start()
+    math-verify's imports (about a second and a half): call it when samples begin. Every run of
+    samples calls it (each problem of an eval): one warm-up at a time is enough."""
+    if _warming.acquire(blocking=False):
+        threading.Thread(target=_warm_up, name="r1chat-grader-warm-up", daemon=True).start()
+
+
+_warming = threading.Lock()  # held while a warm-up runs
 
 
 def _warm_up() -> None:
-    pool = _the_pool()
-    if pool is not None:
-        try:
-            pool.prepare()
-        except _PoolBroken as e:
-            _fall_back(str(e))
+    try:
+        pool = _the_pool()
+        if pool is not None:
+            try:
+                pool.prepare()
+            except _PoolBroken as e:
+                _fall_back(str(e))
+    finally:
+        _warming.release()
 
 
 # --- reading the answer out of a reply ----------------------------------------------------------
